@@ -1,0 +1,1 @@
+"""HTTP surfaces: decode the wire, call services, encode the answer."""

@@ -1,0 +1,166 @@
+"""The AutoML v1 REST surface: one router over the shared services.
+
+Custom verbs (`models/M:predict`, `operations/O:cancel`) share a path segment with the resource id, so each
+collection has one route per HTTP method that splits the verb off and dispatches.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from batchline.api import schemas
+from batchline.errors import InvalidArgument, NotFound
+from batchline.services import Services
+
+PREFIX = "/v1/projects/{project}/locations/{location}"
+DEFAULT_PAGE_SIZE = 50
+MAX_WAIT_SECONDS = 600
+
+
+def _split_verb(segment: str, verbs: set[str]) -> tuple[str, str | None]:
+    resource_id, sep, verb = segment.partition(":")
+    if sep and verb not in verbs:
+        raise NotFound(f"unknown method :{verb}; this resource supports {', '.join(sorted(':' + v for v in verbs))}")
+    return resource_id, (verb if sep else None)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return body
+
+
+def _page(request: Request) -> tuple[int, int]:
+    query = request.query_params
+    try:
+        size = int(query.get("pageSize") or query.get("page_size") or DEFAULT_PAGE_SIZE)
+        offset = int(query.get("pageToken") or query.get("page_token") or 0)
+    except ValueError:
+        raise InvalidArgument("pageSize must be a number and pageToken one this API returned") from None
+    if size < 1 or offset < 0:
+        raise InvalidArgument("pageSize must be >= 1")
+    return offset, min(size, 1000)
+
+
+def _done_filter(text: str) -> bool | None:
+    """ListOperations filter: empty, or `done = true|false`."""
+    if not text.strip():
+        return None
+    match = re.fullmatch(r"\s*done\s*=\s*(true|false)\s*", text, re.IGNORECASE)
+    if match is None:
+        raise InvalidArgument(f"unsupported filter {text!r}; supported: 'done = true' or 'done = false'")
+    return match.group(1).lower() == "true"
+
+
+def _metadata_filter(text: str) -> str | None:
+    """ListModels filter: empty, or `<problem>_model_metadata:*`."""
+    if not text.strip():
+        return None
+    match = re.fullmatch(r"\s*(\w+_model_metadata)\s*:\s*\*\s*", text)
+    if match is None:
+        raise InvalidArgument(f"unsupported filter {text!r}; supported: e.g. 'image_classification_model_metadata:*'")
+    camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), match.group(1))
+    return camel[0].lower() + camel[1:]
+
+
+def automl_router(services: Services) -> APIRouter:
+    router = APIRouter()
+    jobs, models = services.jobs, services.models
+
+    @router.get(PREFIX + "/models")
+    def list_models(project: str, location: str, request: Request) -> dict:
+        wanted = _metadata_filter(request.query_params.get("filter", ""))
+        offset, size = _page(request)
+        found = [
+            schemas.model_resource(project, location, m, models.is_deployed(m.manifest.id)) for m in models.list()
+        ]
+        found = [m for m in found if wanted is None or wanted in m]
+        page = found[offset : offset + size]
+        token = str(offset + size) if offset + size < len(found) else ""
+        return {"model": page, "nextPageToken": token}
+
+    @router.get(PREFIX + "/models/{segment}")
+    def get_model(project: str, location: str, segment: str) -> dict:
+        model_id, _ = _split_verb(segment, set())
+        return schemas.model_resource(project, location, models.get(model_id), models.is_deployed(model_id))
+
+    @router.post(PREFIX + "/models/{segment}")
+    async def model_method(project: str, location: str, segment: str, request: Request) -> dict:
+        model_id, verb = _split_verb(segment, {"predict", "batchPredict", "deploy", "undeploy"})
+        body = await _json_body(request)
+        if verb == "predict":
+            return await run_in_threadpool(_predict, model_id, body)
+        if verb == "batchPredict":
+            req = schemas.parse(schemas.BatchPredictRequest, body)
+            job = await run_in_threadpool(
+                jobs.submit_batch_predict, project, location, model_id, req.model_dump(by_alias=True)
+            )
+            return schemas.operation(job)
+        if verb in ("deploy", "undeploy"):
+            action = models.deploy if verb == "deploy" else models.undeploy
+            return schemas.operation(await run_in_threadpool(action, project, location, model_id))
+        raise NotFound(f"POST to a model needs a method, e.g. {segment}:batchPredict")
+
+    def _predict(model_id: str, body: dict) -> dict:
+        req = schemas.parse(schemas.PredictRequest, body)
+        if req.payload.image is None:
+            raise InvalidArgument("payload.image is required: {\"payload\": {\"image\": {\"imageBytes\": BASE64}}}")
+        models.get(model_id)
+        annotations, metadata = models.predict(model_id, req.payload.image.decoded(), req.params)
+        return {"payload": [schemas.online_annotation(a) for a in annotations], "metadata": metadata}
+
+    @router.get(PREFIX + "/operations")
+    def list_operations(project: str, location: str, request: Request) -> dict:
+        done = _done_filter(request.query_params.get("filter", ""))
+        offset, size = _page(request)
+        found = jobs.list(project, location, done, offset, size + 1)
+        token = str(offset + size) if len(found) > size else ""
+        return {"operations": [schemas.operation(j) for j in found[:size]], "nextPageToken": token}
+
+    @router.get(PREFIX + "/operations/{segment}")
+    def get_operation(project: str, location: str, segment: str) -> dict:
+        op_id, _ = _split_verb(segment, set())
+        return schemas.operation(jobs.get(project, location, op_id))
+
+    @router.delete(PREFIX + "/operations/{segment}")
+    def delete_operation(project: str, location: str, segment: str) -> dict:
+        op_id, _ = _split_verb(segment, set())
+        jobs.delete(project, location, op_id)
+        return {}
+
+    @router.post(PREFIX + "/operations/{segment}")
+    async def operation_method(project: str, location: str, segment: str, request: Request) -> dict:
+        op_id, verb = _split_verb(segment, {"cancel", "wait"})
+        body = await _json_body(request)
+        if verb == "cancel":
+            await run_in_threadpool(jobs.cancel, project, location, op_id)
+            return {}
+        if verb == "wait":
+            timeout = _duration(body.get("timeout", f"{MAX_WAIT_SECONDS}s"))
+            job = await run_in_threadpool(jobs.wait, project, location, op_id, timeout)
+            return schemas.operation(job)
+        raise NotFound(f"POST to an operation needs a method: {segment}:cancel or {segment}:wait")
+
+    return router
+
+
+def _duration(value: Any) -> float:
+    """A google.protobuf.Duration in JSON ("30s", "1.5s"), capped."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)s", str(value).strip())
+    if match is None:
+        raise InvalidArgument(f"timeout must be a duration like \"30s\", got {value!r}")
+    return min(float(match.group(1)), MAX_WAIT_SECONDS)
+
+

@@ -1,0 +1,158 @@
+"""AutoML v1 wire messages: requests in (camelCase or snake_case), resources and operations out."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from batchline.domain.annotations import Annotation
+from batchline.domain.jobs import Job, JobKind
+from batchline.errors import InvalidArgument
+from batchline.models.repository import StoredModel
+from batchline.names import model_name, operation_name
+from batchline.problems import problem_for
+from batchline.storage import MAX_IMAGE_BYTES
+
+TYPE_PREFIX = "type.googleapis.com/"
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class GcsSource(Wire):
+    input_uris: list[str] = Field(min_length=1)
+
+
+class InputConfig(Wire):
+    gcs_source: GcsSource
+
+
+class GcsDestination(Wire):
+    output_uri_prefix: str = Field(min_length=1)
+
+
+class OutputConfig(Wire):
+    gcs_destination: GcsDestination
+
+
+def _params_as_strings(value: Any) -> Any:
+    if isinstance(value, dict):  # the API takes map<string, string>; curl users write numbers too
+        return {k: v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    return value
+
+
+class BatchPredictRequest(Wire):
+    input_config: InputConfig
+    output_config: OutputConfig
+    params: dict[str, str] = Field(default_factory=dict)
+
+    _strings = field_validator("params", mode="before")(_params_as_strings)
+
+
+class Image(Wire):
+    image_bytes: str
+
+    def decoded(self) -> bytes:
+        try:
+            data = base64.b64decode(self.image_bytes, validate=True)
+        except (binascii.Error, ValueError):
+            try:  # URL-safe alphabet, as some encoders write it
+                data = base64.b64decode(self.image_bytes, altchars=b"-_", validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidArgument("payload.image.imageBytes is not valid base64") from None
+        if len(data) > MAX_IMAGE_BYTES:
+            raise InvalidArgument(f"payload.image.imageBytes is over the {MAX_IMAGE_BYTES // 2**20} MB image limit")
+        return data
+
+
+class ExamplePayload(Wire):
+    image: Image | None = None
+
+
+class PredictRequest(Wire):
+    payload: ExamplePayload
+    params: dict[str, str] = Field(default_factory=dict)
+
+    _strings = field_validator("params", mode="before")(_params_as_strings)
+
+
+def parse(message: type[Wire], body: Any) -> Any:
+    """Validate a request body; InvalidArgument names each bad field."""
+    try:
+        return message.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise InvalidArgument(f"invalid {message.__name__}: {problems}") from None
+
+
+# -- encoding
+
+
+def timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def online_annotation(annotation: Annotation) -> dict[str, Any]:
+    return {
+        "annotationSpecId": annotation.label,
+        "displayName": annotation.label,
+        "classification": {"score": annotation.score},
+    }
+
+
+def model_resource(project: str, location: str, model: StoredModel, deployed: bool) -> dict[str, Any]:
+    created = timestamp(model.create_time.timestamp())
+    return {
+        "name": model_name(project, location, model.manifest.id),
+        "displayName": model.manifest.display_name,
+        "datasetId": "",
+        "createTime": created,
+        "updateTime": created,
+        "deploymentState": "DEPLOYED" if deployed else "UNDEPLOYED",
+        "etag": str(int(model.create_time.timestamp())),
+        problem_for(model.manifest).model_metadata_key: {"modelType": model.manifest.format, "nodeCount": "1"},
+    }
+
+
+_DETAILS = {
+    JobKind.BATCH_PREDICT: "batchPredictDetails",
+    JobKind.DEPLOY_MODEL: "deployModelDetails",
+    JobKind.UNDEPLOY_MODEL: "undeployModelDetails",
+}
+
+
+def operation(job: Job) -> dict[str, Any]:
+    """The google.longrunning.Operation view of a job; only fields the strict client parser knows."""
+    metadata: dict[str, Any] = {
+        "@type": TYPE_PREFIX + "google.cloud.automl.v1.OperationMetadata",
+        "createTime": timestamp(job.create_time),
+        "updateTime": timestamp(job.update_time),
+        "progressPercent": job.progress_percent,
+        _DETAILS[job.kind]: {},
+    }
+    if job.partial_failures:
+        metadata["partialFailures"] = [{"code": f["code"], "message": f["message"]} for f in job.partial_failures]
+    if job.kind == JobKind.BATCH_PREDICT:
+        details = {"inputConfig": job.request["inputConfig"]}
+        if job.output_dir:
+            details["outputInfo"] = {"gcsOutputDirectory": job.output_dir}
+        metadata["batchPredictDetails"] = details
+    body: dict[str, Any] = {"name": operation_name(job.project, job.location, job.id), "metadata": metadata}
+    if not job.state.done:
+        body["done"] = False
+    elif job.error:
+        body.update(done=True, error={"code": job.error["code"], "message": job.error["message"]})
+    elif job.kind == JobKind.BATCH_PREDICT:
+        result = {"@type": TYPE_PREFIX + "google.cloud.automl.v1.BatchPredictResult", "metadata": job.result_metadata}
+        body.update(done=True, response=result)
+    else:
+        body.update(done=True, response={"@type": TYPE_PREFIX + "google.protobuf.Empty"})
+    return body

@@ -1,0 +1,215 @@
+"""The batchline command line: `serve` runs the server; the other commands talk to it over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="batchline: Google Cloud AutoML v1 prediction, self-hosted.", no_args_is_help=True)
+operations_app = typer.Typer(help="Long-running operations (batch jobs, deploys).", no_args_is_help=True)
+models_app = typer.Typer(help="Models: import into the data dir, list and show through the server.", no_args_is_help=True)
+app.add_typer(operations_app, name="operations")
+app.add_typer(models_app, name="models")
+console = Console()
+err = Console(stderr=True)
+
+Server = Annotated[str, typer.Option(envvar="BATCHLINE_SERVER", help="batchline server URL.")]
+Project = Annotated[str, typer.Option(help="Project in resource names (any name works).")]
+Location = Annotated[str, typer.Option(help="Location in resource names.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _call(method: str, url: str, **kwargs: Any) -> dict:
+    try:
+        response = httpx.request(method, url, timeout=120, **kwargs)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach the batchline server at {url}: {exc}; is `batchline serve` running?") from None
+    body = response.json() if response.content else {}
+    if response.status_code >= 400:
+        error = body.get("error", {})
+        raise _fail(f"{error.get('status', response.status_code)}: {error.get('message', response.text)}")
+    return body
+
+
+def _base(server: str, project: str, location: str) -> str:
+    return f"{server.rstrip('/')}/v1/projects/{project}/locations/{location}"
+
+
+def _op_url(server: str, project: str, location: str, op: str) -> str:
+    if op.startswith("projects/"):
+        return f"{server.rstrip('/')}/v1/{op}"
+    return f"{_base(server, project, location)}/operations/{op}"
+
+
+def _wait(url: str) -> dict:
+    """Poll an operation with a progress bar until it is done; exit non-zero if it failed."""
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task("running", total=100)
+        while True:
+            op = _call("GET", url)
+            progress.update(task, completed=op.get("metadata", {}).get("progressPercent", 0))
+            if op.get("done"):
+                progress.update(task, completed=100 if "response" in op else None, description="done")
+                break
+            time.sleep(0.3)
+    if "error" in op:
+        raise _fail(f"operation failed with code {op['error']['code']}: {op['error']['message']}")
+    return op
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address [BATCHLINE_HOST, default 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [BATCHLINE_PORT, default 8080].")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder: batchline.db, models/, buckets/ [BATCHLINE_DATA_DIR, default ./data].")] = None,
+    database_url: Annotated[str | None, typer.Option(help="Job store URL, sqlite:///... or postgresql://... [BATCHLINE_DATABASE_URL].")] = None,
+    storage: Annotated[str | None, typer.Option(help="Where gs:// lives: local or gcs [BATCHLINE_STORAGE].")] = None,
+) -> None:
+    """Run the AutoML v1 API and the batch worker in one process.
+
+    Every other setting comes from BATCHLINE_* variables: BATCHLINE_ALLOWED_ROOTS, BATCHLINE_BATCH_SIZE,
+    BATCHLINE_IO_THREADS, BATCHLINE_SHARD_SIZE, BATCHLINE_MAX_FAILED_RATIO, BATCHLINE_LEASE_SECONDS,
+    BATCHLINE_EXAMPLES_DIR, BATCHLINE_INTRA_OP_THREADS (see the README's configuration table).
+    """
+    import uvicorn
+
+    from batchline.api.app import create_app
+    from batchline.config import Settings
+
+    given = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url, "storage": storage}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command("batch-predict")
+def batch_predict(
+    model: Annotated[str, typer.Option(help="Model id.")],
+    input: Annotated[list[str], typer.Option(help="CSV file URI listing the inputs (repeat for several).")],
+    output: Annotated[str, typer.Option(help="Output URI prefix, e.g. gs://bucket/out/.")],
+    param: Annotated[list[str], typer.Option(help="KEY=VALUE, e.g. score_threshold=0.2 (repeatable).")] = [],  # noqa: B006
+    wait: Annotated[bool, typer.Option(help="Wait for the job with a progress bar.")] = False,
+    server: Server = "http://127.0.0.1:8080",
+    project: Project = "local",
+    location: Location = "us-central1",
+) -> None:
+    """Start a batch prediction; prints the operation name (and waits with --wait)."""
+    params = dict(p.split("=", 1) for p in param if "=" in p)
+    if len(params) != len(param):
+        raise _fail("--param takes KEY=VALUE")
+    body = {
+        "inputConfig": {"gcsSource": {"inputUris": input}},
+        "outputConfig": {"gcsDestination": {"outputUriPrefix": output}},
+        "params": params,
+    }
+    op = _call("POST", f"{_base(server, project, location)}/models/{model}:batchPredict", json=body)
+    console.print(op["name"])
+    if wait:
+        op = _wait(f"{server.rstrip('/')}/v1/{op['name']}")
+        console.print(f"output: {op['metadata']['batchPredictDetails']['outputInfo']['gcsOutputDirectory']}")
+
+
+@app.command()
+def predict(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Image file.")],
+    model: Annotated[str, typer.Option(help="Model id.")],
+    score_threshold: Annotated[float | None, typer.Option(help="Only labels scoring at least this.")] = None,
+    server: Server = "http://127.0.0.1:8080",
+    project: Project = "local",
+    location: Location = "us-central1",
+) -> None:
+    """Predict one image online: labels with scores, highest first."""
+    body: dict[str, Any] = {"payload": {"image": {"imageBytes": base64.b64encode(image.read_bytes()).decode()}}}
+    if score_threshold is not None:
+        body["params"] = {"score_threshold": str(score_threshold)}
+    reply = _call("POST", f"{_base(server, project, location)}/models/{model}:predict", json=body)
+    table = Table("label", "score")
+    for item in reply.get("payload", []):
+        table.add_row(item["displayName"], f"{item['classification']['score']:.4f}")
+    console.print(table)
+
+
+@operations_app.command("get")
+def operations_get(op: str, server: Server = "http://127.0.0.1:8080", project: Project = "local",
+                   location: Location = "us-central1") -> None:
+    """Print an operation as JSON."""
+    console.print_json(json.dumps(_call("GET", _op_url(server, project, location, op))))
+
+
+@operations_app.command("wait")
+def operations_wait(op: str, server: Server = "http://127.0.0.1:8080", project: Project = "local",
+                    location: Location = "us-central1") -> None:
+    """Wait for an operation with a progress bar; non-zero exit if it failed."""
+    done = _wait(_op_url(server, project, location, op))
+    console.print_json(json.dumps(done))
+
+
+@operations_app.command("list")
+def operations_list(server: Server = "http://127.0.0.1:8080", project: Project = "local",
+                    location: Location = "us-central1", filter: str = "") -> None:
+    """List operations, newest first."""
+    reply = _call("GET", f"{_base(server, project, location)}/operations", params={"filter": filter})
+    table = Table("name", "done", "progress", "error")
+    for op in reply.get("operations", []):
+        error = op.get("error", {}).get("message", "")
+        table.add_row(op["name"], str(op.get("done", False)), f"{op['metadata'].get('progressPercent', 0)}%", error)
+    console.print(table)
+
+
+@operations_app.command("cancel")
+def operations_cancel(op: str, server: Server = "http://127.0.0.1:8080", project: Project = "local",
+                      location: Location = "us-central1") -> None:
+    """Ask a running operation to stop."""
+    _call("POST", _op_url(server, project, location, op) + ":cancel")
+    console.print(f"cancel requested for {op}")
+
+
+@models_app.command("import")
+def models_import(
+    path: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Folder with model.yaml and the artifact.")],
+    id: Annotated[str | None, typer.Option("--id", help="Model id (default: the manifest's).")] = None,
+    display_name: Annotated[str | None, typer.Option(help="Display name (default: the manifest's).")] = None,
+    data_dir: Annotated[Path, typer.Option(envvar="BATCHLINE_DATA_DIR", help="The server's data folder.")] = Path("data"),
+) -> None:
+    """Copy a model folder into DATA_DIR/models after checking it loads; the server sees it at once."""
+    from batchline.errors import BatchlineError
+    from batchline.models.repository import ModelRepository
+
+    try:
+        model = ModelRepository(data_dir / "models").import_folder(path, id, display_name)
+    except BatchlineError as exc:
+        raise _fail(exc.message) from None
+    console.print(f"imported {model.manifest.id} ({model.manifest.problem}) into {model.path}")
+
+
+@models_app.command("list")
+def models_list(server: Server = "http://127.0.0.1:8080", project: Project = "local",
+                location: Location = "us-central1") -> None:
+    """List the server's models."""
+    reply = _call("GET", f"{_base(server, project, location)}/models")
+    table = Table("id", "display name", "state")
+    for m in reply.get("model", []):
+        table.add_row(m["name"].rsplit("/", 1)[-1], m["displayName"], m["deploymentState"])
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(model: str, server: Server = "http://127.0.0.1:8080", project: Project = "local",
+                location: Location = "us-central1") -> None:
+    """Print one model as JSON."""
+    console.print_json(json.dumps(_call("GET", f"{_base(server, project, location)}/models/{model}")))

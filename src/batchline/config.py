@@ -1,0 +1,59 @@
+"""Settings, read once from `BATCHLINE_*` environment variables (or CLI flags) and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BATCHLINE_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Holds batchline.db, models/ and buckets/ (the embedded gs://).")
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8080, description="Port of the AutoML v1 REST API.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL of the job store; empty means sqlite:///DATA_DIR/batchline.db. "
+        "postgresql://user@host/db uses PostgreSQL (extra: postgres)."
+    )
+    storage: Literal["local", "gcs"] = Field(
+        "local", description="Where gs:// lives: 'local' = DATA_DIR/buckets/BUCKET/KEY, 'gcs' = Google Cloud "
+        "Storage through gcsfs (extra: gcs; honours STORAGE_EMULATOR_HOST)."
+    )
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Extra local folders (besides DATA_DIR) that file:// and bare paths may read, separated by ':'.",
+    )
+    batch_size: int | None = Field(None, ge=1, description="Inference batch size; default: the model's batch_size.")
+    io_threads: int = Field(16, ge=1, description="Concurrent fetch + decode workers per job.")
+    shard_size: int = Field(1000, ge=1, description="Inputs per output shard (the unit of commit and resume).")
+    max_failed_ratio: float = Field(
+        0.5, ge=0, le=1, description="A batch job fails when more than this share of its inputs failed."
+    )
+    lease_seconds: float = Field(15.0, gt=0, description="A crashed worker's job is taken over after this long.")
+    examples_dir: Path | None = Field(
+        None, description="Models registered on first start (default: the repo's examples/models, if present)."
+    )
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per session; 0 = one per core.")
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p for p in value.split(os.pathsep) if p]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'batchline.db').resolve()}"
+
+    @property
+    def default_examples_dir(self) -> Path | None:
+        if self.examples_dir is not None:
+            return self.examples_dir
+        repo_examples = Path(__file__).resolve().parents[2] / "examples" / "models"
+        return repo_examples if repo_examples.is_dir() else None

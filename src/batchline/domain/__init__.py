@@ -1,0 +1,1 @@
+"""Pure data: jobs and their states, annotations. Imports nothing else of batchline."""

@@ -1,0 +1,65 @@
+"""A job is the durable record behind every operation: what was asked, where it stands, what it produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+MAX_PARTIAL_FAILURES = 20
+
+
+class JobKind(StrEnum):
+    BATCH_PREDICT = "batch_predict"
+    DEPLOY_MODEL = "deploy_model"
+    UNDEPLOY_MODEL = "undeploy_model"
+
+
+class JobState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    CANCELLING = "CANCELLING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def done(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass
+class Job:
+    id: str
+    kind: JobKind
+    project: str
+    location: str
+    model_id: str
+    state: JobState
+    create_time: float
+    update_time: float
+    request: dict[str, Any] = field(default_factory=dict)  # inputConfig / outputConfig / params as given
+    output_dir: str | None = None
+    total: int | None = None  # inputs, once listed
+    processed: int = 0  # inputs done (results + errors), for progress
+    failed: int = 0
+    partial_failures: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None  # google.rpc.Status when FAILED / CANCELLED
+    result_metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def progress_percent(self) -> int:
+        if self.state == JobState.SUCCEEDED:
+            return 100
+        if not self.total:
+            return 0
+        return min(99, self.processed * 100 // self.total)
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """A committed output shard: its inputs are final, in the results or the errors."""
+
+    index: int
+    succeeded: int
+    failed: int

@@ -1,0 +1,54 @@
+"""Reading batch input files: CSV lists of storage URIs, one input per row, first occurrence of an ID wins."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+from batchline.errors import BatchlineError, InvalidArgument
+from batchline.problems.base import Problem
+from batchline.storage import Storage
+
+MAX_INPUT_FILE_BYTES = 30 * 1024 * 1024
+
+
+def _read_text(storage: Storage, uri: str) -> str:
+    try:
+        data = storage.read(uri, max_bytes=MAX_INPUT_FILE_BYTES)
+    except BatchlineError as exc:
+        raise InvalidArgument(f"input file {uri} cannot be read: {exc.message}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"input file {uri} is not UTF-8 text: {exc}") from None
+
+
+def _rows(storage: Storage, uri: str, problem: Problem) -> Iterator[str]:
+    count = 0
+    for line_number, fields in enumerate(csv.reader(io.StringIO(_read_text(storage, uri), newline="")), 1):
+        if not any(f.strip() for f in fields):
+            continue  # blank line
+        try:
+            item = problem.parse_row(fields)
+        except ValueError as exc:
+            raise InvalidArgument(f"input file {uri}, line {line_number}: {exc}") from None
+        count += 1
+        yield item
+    if count == 0:
+        raise InvalidArgument(f"input file {uri} lists no inputs; expected one {problem.row_format} per line")
+
+
+def iter_inputs(storage: Storage, uris: list[str], problem: Problem) -> Iterator[str]:
+    """Every input ID of the job, in a stable order, each once."""
+    seen: set[str] = set()
+    for uri in uris:
+        for item in _rows(storage, uri, problem):
+            if item not in seen:
+                seen.add(item)
+                yield item
+
+
+def count_inputs(storage: Storage, uris: list[str], problem: Problem) -> int:
+    """Read every input file once, so that a malformed file fails the job before any work."""
+    return sum(1 for _ in iter_inputs(storage, uris, problem))

@@ -1,0 +1,1 @@
+"""Models on disk: the model.yaml manifest and the folder they live in."""

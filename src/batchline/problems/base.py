@@ -1,0 +1,69 @@
+"""A problem (ML scenario) owns its input rows, params, preprocessing and postprocessing; not the transport."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from batchline.domain.annotations import Annotation
+from batchline.errors import InvalidArgument
+from batchline.models.manifest import Manifest
+
+
+class Problem(ABC):
+    name: ClassVar[str]
+    output_stem: ClassVar[str]  # batch result files are <output_stem>_N.jsonl
+    model_metadata_key: ClassVar[str]  # the Model resource's *ModelMetadata field
+    row_format: ClassVar[str]  # the CSV columns, for error messages
+    params_defaults: ClassVar[dict[str, str]]
+
+    def __init__(self, manifest: Manifest):
+        self.manifest = manifest
+
+    def parse_params(self, params: dict[str, str]) -> dict[str, Any]:
+        """Typed params with defaults filled in; InvalidArgument for an unknown key or a bad value."""
+        unknown = sorted(set(params) - set(self.params_defaults))
+        if unknown:
+            allowed = ", ".join(sorted(self.params_defaults))
+            raise InvalidArgument(f"unknown params {unknown} for {self.name}; allowed: {allowed}")
+        merged = {**self.params_defaults, **params}
+        return {key: self.parse_param(key, str(value)) for key, value in merged.items()}
+
+    @abstractmethod
+    def parse_param(self, key: str, value: str) -> Any: ...
+
+    @abstractmethod
+    def parse_row(self, fields: list[str]) -> str:
+        """The input ID (a storage URI) from one CSV row's fields; ValueError says what is wrong."""
+
+    @abstractmethod
+    def check_input(self, uri: str) -> None:
+        """Reject an input before fetching it (e.g. its extension); InvalidArgument."""
+
+    @abstractmethod
+    def decode(self, data: bytes) -> Any:
+        """Bytes of one input -> a preprocessed item, ready to batch; InvalidArgument if it cannot be."""
+
+    @abstractmethod
+    def to_batch(self, items: list[Any]) -> np.ndarray:
+        """Stack preprocessed items into the model's input tensor."""
+
+    @abstractmethod
+    def postprocess(self, outputs: dict[str, np.ndarray], params: dict[str, Any]) -> list[list[Annotation]]:
+        """Model outputs for a batch -> annotations per item, filtered and sorted."""
+
+    def result_metadata(self, params: dict[str, Any]) -> dict[str, str]:
+        """BatchPredictResult.metadata / PredictResponse.metadata."""
+        return {}
+
+
+def parse_unit_interval(key: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidArgument(f"params.{key} must be a number between 0 and 1, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise InvalidArgument(f"params.{key} must be between 0 and 1, got {value!r}")
+    return number

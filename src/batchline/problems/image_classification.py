@@ -1,0 +1,62 @@
+"""AutoML Vision image classification: one label per class, scored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from batchline.domain.annotations import Annotation, sort_and_filter
+from batchline.errors import Internal
+from batchline.problems.base import Problem, parse_unit_interval
+from batchline.problems.images import check_image_extension, decode_image, to_tensor
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+_ACTIVATIONS = {"softmax": _softmax, "sigmoid": _sigmoid, "none": lambda x: x}
+
+
+class ImageClassification(Problem):
+    name = "image_classification"
+    output_stem = "image_classification"
+    model_metadata_key = "imageClassificationModelMetadata"
+    row_format = "GCS_FILE_PATH"
+    params_defaults = {"score_threshold": "0.5"}
+
+    def parse_param(self, key: str, value: str) -> Any:
+        return parse_unit_interval(key, value)
+
+    def parse_row(self, fields: list[str]) -> str:
+        if len(fields) != 1:
+            raise ValueError(f"has {len(fields)} columns; image classification expects one: {self.row_format}")
+        return fields[0].strip()
+
+    def check_input(self, uri: str) -> None:
+        check_image_extension(uri)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return decode_image(data, self.manifest.input)
+
+    def to_batch(self, items: list[np.ndarray]) -> np.ndarray:
+        return to_tensor(items, self.manifest.input)
+
+    def postprocess(self, outputs: dict[str, np.ndarray], params: dict[str, Any]) -> list[list[Annotation]]:
+        name = self.manifest.output.scores or next(iter(outputs))
+        raw = outputs[name].reshape(len(outputs[name]), -1).astype(np.float64)
+        labels = self.manifest.labels
+        if raw.shape[1] != len(labels):
+            raise Internal(f"model output {name!r} has {raw.shape[1]} scores, but model.yaml lists {len(labels)} labels")
+        scores = _ACTIVATIONS[self.manifest.output.activation](raw)
+        threshold = params["score_threshold"]
+        return [
+            sort_and_filter([Annotation(label, float(s)) for label, s in zip(labels, row, strict=True)], threshold)
+            for row in scores
+        ]

@@ -1,0 +1,50 @@
+"""ONNX Runtime: CUDA when the installed onnxruntime offers it, else CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from batchline.errors import InvalidArgument
+from batchline.models.manifest import Manifest
+from batchline.runtimes.base import Runtime
+
+_PREFERRED = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class OnnxRuntime(Runtime):
+    def __init__(self, manifest: Manifest, artifact: Path, threads: int = 0):
+        super().__init__(manifest, artifact, threads)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        providers = [p for p in _PREFERRED if p in ort.get_available_providers()]
+        try:
+            self.session = ort.InferenceSession(str(artifact), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise InvalidArgument(f"{artifact}: ONNX Runtime cannot load this model: {exc}") from exc
+        self.input_name = self._pick(manifest.input.name, [i.name for i in self.session.get_inputs()], "input.name")
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._pick(manifest.output.scores, self.output_names, "output.scores")
+
+    def _pick(self, wanted: str | None, present: list[str], field: str) -> str:
+        if wanted is None:
+            return present[0]
+        if wanted not in present:
+            raise InvalidArgument(
+                f"{self.artifact}: model.yaml {field} is {wanted!r}, but the ONNX graph has only {present}"
+            )
+        return wanted
+
+    @property
+    def device(self) -> str:
+        return "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
+
+    def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, {self.input_name: batch})
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def close(self) -> None:
+        del self.session

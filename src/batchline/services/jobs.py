@@ -1,0 +1,70 @@
+"""Batch prediction jobs and the operations that show them."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from batchline.domain.jobs import Job, JobKind, JobState
+from batchline.errors import InvalidArgument
+from batchline.models.repository import ModelRepository
+from batchline.problems import problem_for
+from batchline.storage import Storage
+from batchline.store import JobStore
+
+
+def new_operation_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+class JobService:
+    def __init__(self, store: JobStore, storage: Storage, repository: ModelRepository, wakeup: threading.Event):
+        self.store = store
+        self.storage = storage
+        self.repository = repository
+        self.wakeup = wakeup
+
+    def submit_batch_predict(self, project: str, location: str, model_id: str, request: dict[str, Any]) -> Job:
+        """Check what can be checked at once, record the job, and return it queued."""
+        model = self.repository.get(model_id)
+        problem_for(model.manifest).parse_params(request.get("params") or {})
+        uris = request["inputConfig"]["gcsSource"]["inputUris"]
+        if not uris:
+            raise InvalidArgument("inputConfig.gcsSource.inputUris is empty; list at least one CSV file")
+        prefix = request["outputConfig"]["gcsDestination"]["outputUriPrefix"]
+        self.storage.check_output_prefix(prefix)
+        now = time.time()
+        job = Job(
+            id=new_operation_id(), kind=JobKind.BATCH_PREDICT, project=project, location=location,
+            model_id=model_id, state=JobState.QUEUED, create_time=now, update_time=now, request=request,
+        )
+        self.store.create(job)
+        self.wakeup.set()
+        return job
+
+    def get(self, project: str, location: str, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if (job.project, job.location) != (project, location):
+            self.store.get(f"{job_id} in projects/{project}/locations/{location}")  # raises NotFound
+        return job
+
+    def list(self, project: str, location: str, done: bool | None, offset: int, limit: int) -> list[Job]:
+        return self.store.list(project, location, done, offset, limit)
+
+    def cancel(self, project: str, location: str, job_id: str) -> Job:
+        self.get(project, location, job_id)
+        return self.store.request_cancel(job_id)
+
+    def delete(self, project: str, location: str, job_id: str) -> None:
+        self.get(project, location, job_id)
+        self.store.delete(job_id)
+
+    def wait(self, project: str, location: str, job_id: str, timeout: float) -> Job:
+        deadline = time.monotonic() + timeout
+        job = self.get(project, location, job_id)
+        while not job.state.done and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            job = self.store.get(job_id)
+        return job

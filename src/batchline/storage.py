@@ -1,0 +1,159 @@
+"""Storage URIs on top of fsspec: gs:// (embedded bucket folder or real GCS), s3://, file:// and local paths.
+
+Every access goes through `locate`, which is where confinement happens: a local path outside the data dir and
+the operator's allowed roots, or a bucket key that climbs out of its bucket, is PERMISSION_DENIED.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+
+from batchline.config import Settings
+from batchline.errors import InvalidArgument, NotFound, PermissionDenied
+
+MAX_IMAGE_BYTES = 30 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Location:
+    fs: fsspec.AbstractFileSystem
+    path: str
+    uri: str
+
+    @property
+    def is_local(self) -> bool:
+        return "file" in self.fs.protocol
+
+
+class Storage:
+    def __init__(self, settings: Settings):
+        self.buckets_root = (settings.data_dir / "buckets").resolve()
+        self.local_roots = [p.resolve() for p in [settings.data_dir, *settings.allowed_roots]]
+        self.gs_backend = settings.storage
+        self._local = fsspec.filesystem("file")
+        self._remote: dict[str, fsspec.AbstractFileSystem] = {}
+
+    # -- where a URI lives
+    def locate(self, uri: str) -> Location:
+        scheme, sep, rest = uri.partition("://")
+        if not sep:
+            return self._local_path(uri, uri)
+        scheme = scheme.lower()
+        if scheme == "file":
+            return self._local_path(rest, uri)
+        if scheme == "gs" and self.gs_backend == "local":
+            return self._embedded_bucket(rest, uri)
+        if scheme in ("gs", "s3"):
+            bucket, _, key = rest.partition("/")
+            _check_key(key, uri)
+            return Location(self._remote_fs(scheme), f"{bucket}/{posixpath.normpath(key) if key else ''}", uri)
+        raise InvalidArgument(f"unsupported storage URI {uri!r}; use gs://, s3://, file:// or a local path")
+
+    def _local_path(self, raw: str, uri: str) -> Location:
+        path = Path(raw).resolve()
+        if not any(path == root or root in path.parents for root in self.local_roots):
+            roots = ", ".join(str(r) for r in self.local_roots)
+            raise PermissionDenied(
+                f"{uri} is outside the folders batchline may read ({roots}); "
+                "an operator can add folders with BATCHLINE_ALLOWED_ROOTS"
+            )
+        return Location(self._local, str(path), uri)
+
+    def _embedded_bucket(self, rest: str, uri: str) -> Location:
+        bucket, _, key = rest.partition("/")
+        if not bucket or bucket in (".", "..") or "\\" in bucket:
+            raise InvalidArgument(f"{uri} has no valid bucket name")
+        _check_key(key, uri)
+        bucket_dir = self.buckets_root / bucket
+        if not bucket_dir.is_dir():
+            raise NotFound(f"bucket gs://{bucket} does not exist; with embedded storage it is the folder {bucket_dir}")
+        path = (bucket_dir / key).resolve()
+        if path != bucket_dir and bucket_dir not in path.parents:
+            raise PermissionDenied(f"{uri} points outside bucket gs://{bucket}")
+        return Location(self._local, str(path), uri)
+
+    def _remote_fs(self, scheme: str) -> fsspec.AbstractFileSystem:
+        if scheme not in self._remote:
+            if scheme == "gs":
+                # gcsfs 2026.x stalls ~60 s per bucket probing hierarchical namespaces unless this is off.
+                os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+            try:
+                self._remote[scheme] = fsspec.filesystem("gcs" if scheme == "gs" else "s3")
+            except ImportError as exc:
+                extra = "gcs" if scheme == "gs" else "s3"
+                raise InvalidArgument(f"{scheme}:// needs `pip install batchline[{extra}]` ({exc})") from exc
+        return self._remote[scheme]
+
+    # -- reading
+    def read(self, uri: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+        """The whole object; NOT_FOUND if missing, INVALID_ARGUMENT if over max_bytes."""
+        loc = self.locate(uri)
+        try:
+            with loc.fs.open(loc.path, "rb") as handle:
+                data = handle.read(max_bytes + 1)
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(f"{uri} does not exist") from None
+        except PermissionError:
+            raise PermissionDenied(f"{uri} cannot be read: permission denied") from None
+        if len(data) > max_bytes:
+            raise InvalidArgument(f"{uri} is larger than the {max_bytes // (1024 * 1024)} MB limit")
+        return data
+
+    # -- writing
+    def check_output_prefix(self, uri: str) -> None:
+        """Fail early if results could never be written there."""
+        loc = self.locate(uri.rstrip("/") + "/")
+        if loc.is_local and not loc.fs.exists(loc.path):
+            loc.fs.makedirs(loc.path, exist_ok=True)
+
+    def publish(self, uri: str, data: bytes) -> None:
+        """Write a whole file so that no reader ever sees part of it."""
+        loc = self.locate(uri)
+        if loc.is_local:  # a rename within one folder is atomic
+            loc.fs.makedirs(posixpath.dirname(loc.path), exist_ok=True)
+            tmp = f"{loc.path}.{uuid.uuid4().hex}.tmp"
+            loc.fs.pipe_file(tmp, data)
+            os.replace(tmp, loc.path)
+        else:  # an object store upload is all-or-nothing
+            loc.fs.pipe_file(loc.path, data)
+
+    def move(self, src: str, dst: str) -> None:
+        a, b = self.locate(src), self.locate(dst)
+        if a.is_local:
+            os.replace(a.path, b.path)
+        else:
+            a.fs.mv(a.path, b.path)
+
+    def exists(self, uri: str) -> bool:
+        loc = self.locate(uri)
+        return loc.fs.exists(loc.path)
+
+    def list_files(self, prefix_uri: str) -> list[str]:
+        """URIs of the files directly under a folder URI, sorted; [] if there is none."""
+        loc = self.locate(prefix_uri)
+        try:
+            entries = loc.fs.ls(loc.path, detail=False)
+        except FileNotFoundError:
+            return []
+        base = prefix_uri.rstrip("/")
+        return sorted(f"{base}/{posixpath.basename(e.rstrip('/'))}" for e in entries)
+
+    def delete_tree(self, uri: str) -> None:
+        loc = self.locate(uri)
+        if loc.fs.exists(loc.path):
+            loc.fs.rm(loc.path, recursive=True)
+
+
+def _check_key(key: str, uri: str) -> None:
+    if any(part == ".." for part in key.split("/")):
+        raise PermissionDenied(f"{uri}: '..' is not allowed in object paths")
+
+
+def join(prefix: str, name: str) -> str:
+    return prefix.rstrip("/") + "/" + name

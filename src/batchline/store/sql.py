@@ -1,0 +1,228 @@
+"""Job records, committed shards and leases in SQL. Every state change is one compare-and-set UPDATE."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from batchline.domain.jobs import MAX_PARTIAL_FAILURES, Job, JobKind, JobState, ShardRecord
+from batchline.errors import FailedPrecondition, NotFound
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("project", sa.String(128), nullable=False),
+    sa.Column("location", sa.String(128), nullable=False),
+    sa.Column("model_id", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("create_time", sa.Float, nullable=False, index=True),
+    sa.Column("update_time", sa.Float, nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("output_dir", sa.Text),
+    sa.Column("total", sa.Integer),
+    sa.Column("processed", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+    sa.Column("partial_failures", sa.JSON, nullable=False),
+    sa.Column("error", sa.JSON),
+    sa.Column("result_metadata", sa.JSON, nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires", sa.Float),
+)
+
+shards = sa.Table(
+    "job_shards",
+    metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("shard_index", sa.Integer, primary_key=True),
+    sa.Column("succeeded", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+)
+
+_JOB_FIELDS = [c.name for c in jobs.columns if c.name not in ("lease_owner", "lease_expires")]
+
+
+def _engine(url: str) -> sa.Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _row_to_job(row: Any) -> Job:
+    data = {name: getattr(row, name) for name in _JOB_FIELDS}
+    data["kind"] = JobKind(data["kind"])
+    data["state"] = JobState(data["state"])
+    return Job(**data)
+
+
+class JobStore:
+    def __init__(self, url: str):
+        self.engine = _engine(url)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- records
+    def create(self, job: Job) -> Job:
+        values = {name: getattr(job, name) for name in _JOB_FIELDS}
+        with self._tx() as conn:
+            conn.execute(jobs.insert().values(**values, lease_owner=None, lease_expires=None))
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None:
+            raise NotFound(f"operation {job_id!r} not found")
+        return _row_to_job(row)
+
+    def list(self, project: str, location: str, done: bool | None, offset: int, limit: int) -> list[Job]:
+        query = sa.select(jobs).where(jobs.c.project == project, jobs.c.location == location)
+        terminal = [s.value for s in JobState if s.done]
+        if done is not None:
+            query = query.where(jobs.c.state.in_(terminal) if done else jobs.c.state.not_in(terminal))
+        query = query.order_by(jobs.c.create_time.desc(), jobs.c.id).offset(offset).limit(limit)
+        with self._tx() as conn:
+            return [_row_to_job(row) for row in conn.execute(query)]
+
+    def delete(self, job_id: str) -> None:
+        job = self.get(job_id)
+        if not job.state.done:
+            raise FailedPrecondition(
+                f"operation {job_id} is still running; cancel it first (POST ...:cancel), then delete it"
+            )
+        with self._tx() as conn:
+            conn.execute(shards.delete().where(shards.c.job_id == job_id))
+            conn.execute(jobs.delete().where(jobs.c.id == job_id))
+
+    def update(self, job_id: str, **values: Any) -> None:
+        with self._tx() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values, update_time=time.time()))
+
+    # -- state changes
+    def request_cancel(self, job_id: str) -> Job:
+        """QUEUED jobs end CANCELLED at once; running ones become CANCELLING for their worker to stop."""
+        now = time.time()
+        error = {"code": 1, "message": "cancelled by the user"}
+        with self._tx() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value)
+                .values(state=JobState.CANCELLED.value, error=error, update_time=now)
+            )
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value)
+                .values(state=JobState.CANCELLING.value, update_time=now)
+            )
+        return self.get(job_id)
+
+    def claim(self, owner: str, lease_seconds: float) -> Job | None:
+        """Take the oldest queued job, or one whose worker stopped renewing its lease."""
+        now = time.time()
+        claimable = sa.or_(
+            jobs.c.state == JobState.QUEUED.value,
+            sa.and_(
+                jobs.c.state.in_([JobState.RUNNING.value, JobState.CANCELLING.value]),
+                sa.or_(jobs.c.lease_expires.is_(None), jobs.c.lease_expires < now),
+            ),
+        )
+        with self._tx() as conn:
+            candidates = conn.execute(
+                sa.select(jobs.c.id, jobs.c.lease_owner, jobs.c.state)
+                .where(claimable, jobs.c.kind == JobKind.BATCH_PREDICT.value)
+                .order_by(jobs.c.create_time)
+                .limit(5)
+            ).all()
+            for job_id, previous_owner, state in candidates:
+                new_state = JobState.RUNNING.value if state == JobState.QUEUED.value else state
+                taken = conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.state == state, claimable)
+                    .where(jobs.c.lease_owner.is_(None) if previous_owner is None else jobs.c.lease_owner == previous_owner)
+                    .values(state=new_state, lease_owner=owner, lease_expires=now + lease_seconds, update_time=now)
+                )
+                if taken.rowcount == 1:
+                    row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()
+                    return _row_to_job(row)
+        return None
+
+    def heartbeat(self, job_id: str, owner: str, lease_seconds: float, **progress: Any) -> JobState | None:
+        """Renew the lease and record progress; the job's state now, or None if the lease was lost."""
+        now = time.time()
+        with self._tx() as conn:
+            renewed = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.lease_owner == owner)
+                .values(lease_expires=now + lease_seconds, update_time=now, **progress)
+            )
+            if renewed.rowcount != 1:
+                return None
+            return JobState(conn.execute(sa.select(jobs.c.state).where(jobs.c.id == job_id)).scalar_one())
+
+    def finish(self, job_id: str, owner: str, state: JobState, **values: Any) -> bool:
+        with self._tx() as conn:
+            done = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.lease_owner == owner)
+                .values(state=state.value, lease_owner=None, lease_expires=None, update_time=time.time(), **values)
+            )
+        return done.rowcount == 1
+
+    # -- shards: the unit of commit and resume
+    def commit_shard(self, job_id: str, owner: str, shard: ShardRecord, failures: list[dict[str, Any]]) -> bool:
+        """Record a published shard once; False if this worker no longer holds the job."""
+        with self._tx() as conn:
+            job = conn.execute(
+                sa.select(jobs.c.partial_failures, jobs.c.lease_owner).where(jobs.c.id == job_id).with_for_update()
+            ).first()
+            if job is None or job.lease_owner != owner:
+                return False
+            exists = conn.execute(
+                sa.select(shards.c.shard_index).where(shards.c.job_id == job_id, shards.c.shard_index == shard.index)
+            ).first()
+            if exists:
+                return True
+            conn.execute(
+                shards.insert().values(
+                    job_id=job_id, shard_index=shard.index, succeeded=shard.succeeded, failed=shard.failed
+                )
+            )
+            listed = list(job.partial_failures)
+            listed += failures[: MAX_PARTIAL_FAILURES - len(listed)]
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(partial_failures=listed))
+        return True
+
+    def committed_shards(self, job_id: str) -> list[ShardRecord]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(shards.c.shard_index, shards.c.succeeded, shards.c.failed)
+                .where(shards.c.job_id == job_id)
+                .order_by(shards.c.shard_index)
+            ).all()
+        return [ShardRecord(*row) for row in rows]

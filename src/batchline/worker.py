@@ -1,0 +1,183 @@
+"""The worker: claims batch jobs from the store, runs them, and records how they ended.
+
+It holds a lease on the job it runs and renews it from a heartbeat thread; if the process dies, another worker
+(or this one restarted) claims the job once the lease runs out and resumes after the last committed shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+
+from batchline.config import Settings
+from batchline.domain.jobs import Job, JobState, ShardRecord
+from batchline.errors import BatchlineError, Cancelled, Internal, InvalidArgument
+from batchline.executor.inputs import count_inputs, iter_inputs
+from batchline.executor.local import LocalExecutor, PipelineConfig, ShardBuffer
+from batchline.models.loaded import LoadedModel
+from batchline.models.repository import ModelRepository
+from batchline.storage import Storage, join
+from batchline.store import JobStore
+from batchline.writers.automl import AutomlWriter, error_line, output_dir_name, result_line
+
+log = logging.getLogger("batchline.worker")
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over; stop without touching it."""
+
+
+@dataclass
+class JobRun:
+    """One attempt at a job by this worker."""
+
+    job: Job
+    owner: str
+    settings: Settings
+    store: JobStore
+    storage: Storage
+    model: LoadedModel
+
+    def __post_init__(self) -> None:
+        self.cancelled = threading.Event()
+        self.lease_lost = False
+        self.executor: LocalExecutor | None = None
+        self._committed_before = 0
+
+    def heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.lease_seconds / 3):
+            processed = self.executor.processed + self._committed_before if self.executor else None
+            progress = {"processed": processed} if processed is not None else {}
+            state = self.store.heartbeat(self.job.id, self.owner, self.settings.lease_seconds, **progress)
+            if state is None:
+                self.lease_lost = True
+            if state in (None, JobState.CANCELLING):
+                self.cancelled.set()
+
+    def execute(self) -> tuple[JobState, dict]:
+        job, store, problem = self.job, self.store, self.model.problem
+        params = problem.parse_params(job.request.get("params") or {})
+        if job.output_dir is None:
+            prefix = job.request["outputConfig"]["gcsDestination"]["outputUriPrefix"]
+            job.output_dir = join(prefix, output_dir_name(self.model.stored.manifest.display_name, job.create_time))
+            store.update(job.id, output_dir=job.output_dir)
+        uris = job.request["inputConfig"]["gcsSource"]["inputUris"]
+        total = count_inputs(self.storage, uris, problem)
+        committed = store.committed_shards(job.id)
+        self._committed_before = sum(s.succeeded + s.failed for s in committed)
+        store.update(job.id, total=total, processed=self._committed_before)
+        writer = AutomlWriter(self.storage, job.output_dir, problem.output_stem)
+        config = PipelineConfig(
+            batch_size=self.settings.batch_size or self.model.stored.manifest.batch_size,
+            io_threads=self.settings.io_threads,
+            shard_size=self.settings.shard_size,
+        )
+        self.executor = LocalExecutor(self.model, self.storage, params, config)
+        cancelled: BatchlineError | None = None
+        try:
+            self.executor.run(
+                iter_inputs(self.storage, uris, problem), total, {s.index for s in committed},
+                lambda shard: self._commit(writer, shard), self.cancelled,
+            )
+        except Cancelled as exc:
+            if self.lease_lost:
+                raise LeaseLost from None
+            cancelled = exc
+        shards = store.committed_shards(job.id)
+        writer.finalize(shards)
+        if cancelled is not None:
+            raise cancelled
+        return self._verdict(shards, total, problem.result_metadata(params))
+
+    def _commit(self, writer: AutomlWriter, shard: ShardBuffer) -> None:
+        writer.write_shard(
+            shard.index,
+            [result_line(uri, found) for _, uri, found in shard.results],
+            [error_line(uri, status) for _, uri, status in shard.errors],
+        )
+        failures = [{"code": s["code"], "message": f"{uri}: {s['message']}"} for _, uri, s in shard.errors]
+        record = ShardRecord(shard.index, len(shard.results), len(shard.errors))
+        if not self.store.commit_shard(self.job.id, self.owner, record, failures):
+            raise LeaseLost
+
+    def _verdict(self, shards: list[ShardRecord], total: int, metadata: dict[str, str]) -> tuple[JobState, dict]:
+        failed = sum(s.failed for s in shards)
+        values: dict = {"failed": failed, "processed": total, "result_metadata": metadata}
+        limit = self.settings.max_failed_ratio
+        if total and failed / total > limit:
+            message = (
+                f"{failed} of {total} inputs failed ({failed / total:.0%}), more than the {limit:.0%} allowed "
+                f"(BATCHLINE_MAX_FAILED_RATIO); see errors_*.jsonl in {self.job.output_dir}"
+            )
+            return JobState.FAILED, {**values, "error": InvalidArgument(message).to_status()}
+        return JobState.SUCCEEDED, values
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: JobStore, storage: Storage, repository: ModelRepository):
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.repository = repository
+        self.owner = uuid.uuid4().hex
+        self.wakeup = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="batchline-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wakeup.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.run_one()
+            except Exception:  # never let one bad job kill the worker
+                log.exception("worker loop error")
+                worked = False
+            if not worked:
+                self.wakeup.wait(timeout=min(1.0, self.settings.lease_seconds / 3))
+                self.wakeup.clear()
+
+    def run_one(self) -> bool:
+        """Claim and run one job; False if there was none."""
+        job = self.store.claim(self.owner, self.settings.lease_seconds)
+        if job is None:
+            return False
+        if job.state == JobState.CANCELLING:  # cancelled while its previous worker was gone
+            self.store.finish(job.id, self.owner, JobState.CANCELLED, error=Cancelled("cancelled by the user").to_status())
+            return True
+        log.info("running job %s", job.id)
+        stop = threading.Event()
+        run: JobRun | None = None
+        try:
+            model = LoadedModel.load(self.repository.get(job.model_id), self.settings.intra_op_threads)
+            run = JobRun(job, self.owner, self.settings, self.store, self.storage, model)
+            beat = threading.Thread(target=run.heartbeat, args=(stop,), daemon=True)
+            beat.start()
+            state, values = run.execute()
+        except LeaseLost:
+            log.warning("job %s was taken over by another worker", job.id)
+            return True
+        except Cancelled as exc:
+            state, values = JobState.CANCELLED, {"error": exc.to_status()}
+        except BatchlineError as exc:
+            state, values = JobState.FAILED, {"error": exc.to_status()}
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            state, values = JobState.FAILED, {"error": Internal(f"{type(exc).__name__}: {exc}").to_status()}
+        finally:
+            stop.set()
+            if run is not None:
+                run.model.close()
+        self.store.finish(job.id, self.owner, state, **values)
+        log.info("job %s ended %s", job.id, state)
+        return True

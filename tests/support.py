@@ -1,0 +1,71 @@
+"""Test helpers: a tiny real ONNX model with outputs we can predict, and image files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+from PIL import Image
+
+COLOR_LABELS = ["red", "green", "blue"]
+COLORS = {"red": (220, 20, 20), "green": (20, 220, 20), "blue": (20, 20, 220)}
+
+
+def make_color_model(folder: Path, model_id: str = "colors", size: int = 32, output: str = "logits") -> Path:
+    """An ONNX classifier whose logit per class is 10x the mean of that colour channel (0..1).
+
+    A red image scores red highest; softmax scores are computable by hand. Written with model.yaml.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [3, 3], (np.eye(3, dtype=np.float32) * 10).ravel())
+    bias = helper.make_tensor("b", TensorProto.FLOAT, [3], [0.0, 0.0, 0.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("Gemm", ["flat", "w", "b"], [output], transB=1),
+        ],
+        "colors",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", 3])],
+        [weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "model.onnx")
+    (folder / "model.yaml").write_text(
+        f"""id: {model_id}
+display_name: {model_id.replace('-', '_')}
+problem: image_classification
+format: onnx
+artifact: model.onnx
+labels: [red, green, blue]
+input:
+  name: input
+  size: [{size}, {size}]
+  resize: stretch
+  layout: nchw
+  scale: 0.00392156862745098
+output:
+  scores: {output}
+  activation: softmax
+batch_size: 8
+"""
+    )
+    return folder
+
+
+def image_bytes(color: str, fmt: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, COLORS[color]).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def write_image(path: Path, color: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".png": "PNG", ".gif": "GIF"}.get(path.suffix.lower(), "JPEG")
+    path.write_bytes(image_bytes(color, fmt))
+    return path
