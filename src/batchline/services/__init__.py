@@ -47,7 +47,7 @@ def build_services(settings: Settings) -> Services:
 def register_examples(settings: Settings, repository: ModelRepository) -> None:
     """On first start (no models yet), import the shipped example models so there is something to run."""
     examples = settings.default_examples_dir
-    if examples is None or repository.list():
+    if examples is None or not examples.is_dir() or repository.list():
         return
     for folder in sorted(p for p in examples.iterdir() if (p / "model.yaml").is_file()):
         try:
