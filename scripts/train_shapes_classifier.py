@@ -82,7 +82,6 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train(model: nn.Module, epochs: int, steps: int, batch_size: int) -> None:
-    val = [sample(np.random.default_rng(VAL_SEED)) for _ in range(1)]  # placeholder replaced below
     rng = np.random.default_rng(VAL_SEED)
     val = [sample(rng) for _ in range(1000)]
     val_x = torch.from_numpy(np.stack([v[0] for v in val]))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The five-minute tour in one command: serve, batch-predict the example images, show results, stop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+DATA=${DATA:-data-demo}
+PORT=${PORT:-8080}
+SERVER=http://127.0.0.1:$PORT
+
+mkdir -p "$DATA/buckets/demo/images"
+cp examples/images/*.* "$DATA/buckets/demo/images/"
+ls "$DATA/buckets/demo/images" | sed 's|^|gs://demo/images/|' > "$DATA/buckets/demo/batch.csv"
+
+$BIN/batchline serve --port "$PORT" --data-dir "$DATA" > "$DATA/server.log" 2>&1 &
+SERVER_PID=$!
+trap 'kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  curl -fs "$SERVER/v1/projects/demo/locations/us-central1/models" > /dev/null && break
+  kill -0 $SERVER_PID 2>/dev/null || { cat "$DATA/server.log"; exit 1; }
+  sleep 0.2
+done
+
+echo "== batchline is serving on $SERVER (data in $DATA/); models:"
+$BIN/batchline models list --server "$SERVER"
+echo "== batch prediction of $(wc -l < "$DATA/buckets/demo/batch.csv") images listed in gs://demo/batch.csv"
+OUT=$($BIN/batchline batch-predict --server "$SERVER" --model shapes-classifier \
+  --input gs://demo/batch.csv --output gs://demo/out/ --wait | tail -n 1 | sed 's/^output: //')
+DIR="$DATA/buckets/${OUT#gs://}"
+echo "== results in $OUT (the folder $DIR):"
+ls "$DIR"
+head -n 3 "$DIR"/image_classification_1.jsonl
