@@ -41,13 +41,15 @@ def preprocess(img: Image.Image) -> np.ndarray:
 
 
 def sample(rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """A fresh labelled image, round-tripped through a random JPEG/PNG encoding in memory."""
+    """A fresh labelled image, stored in a random format (JPEG round-trips in memory) like write_dataset."""
     label = int(rng.integers(len(shapes.LABELS)))
     img = shapes.make_image(rng, shapes.LABELS[label])
     ext, options = shapes.pick_format(rng)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG" if ext == "jpg" else "PNG", **options)
-    return preprocess(Image.open(buf)), label
+    if ext == "jpg":  # PNG is lossless, so only JPEG needs the round trip
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", **options)
+        img = Image.open(buf)
+    return preprocess(img), label
 
 
 class FreshShapes(IterableDataset):

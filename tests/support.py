@@ -38,7 +38,7 @@ def make_color_model(folder: Path, model_id: str = "colors", size: int = 32, out
     onnx.save(model, folder / "model.onnx")
     (folder / "model.yaml").write_text(
         f"""id: {model_id}
-display_name: {model_id.replace('-', '_')}
+display_name: {model_id.replace("-", "_")}
 problem: image_classification
 format: onnx
 artifact: model.onnx

@@ -17,7 +17,9 @@ from rich.table import Table
 
 app = typer.Typer(help="batchline: Google Cloud AutoML v1 prediction, self-hosted.", no_args_is_help=True)
 operations_app = typer.Typer(help="Long-running operations (batch jobs, deploys).", no_args_is_help=True)
-models_app = typer.Typer(help="Models: import into the data dir, list and show through the server.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Models: import into the data dir, list and show through the server.", no_args_is_help=True
+)
 app.add_typer(operations_app, name="operations")
 app.add_typer(models_app, name="models")
 console = Console()
@@ -57,7 +59,12 @@ def _op_url(server: str, project: str, location: str, op: str) -> str:
 
 def _wait(url: str) -> dict:
     """Poll an operation with a progress bar until it is done; exit non-zero if it failed."""
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("running", total=100)
         while True:
@@ -76,8 +83,13 @@ def _wait(url: str) -> dict:
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address [BATCHLINE_HOST, default 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port [BATCHLINE_PORT, default 8080].")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Data folder: batchline.db, models/, buckets/ [BATCHLINE_DATA_DIR, default ./data].")] = None,
-    database_url: Annotated[str | None, typer.Option(help="Job store URL, sqlite:///... or postgresql://... [BATCHLINE_DATABASE_URL].")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data folder: batchline.db, models/, buckets/ [BATCHLINE_DATA_DIR, default ./data]."),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Job store URL, sqlite:///... or postgresql://... [BATCHLINE_DATABASE_URL].")
+    ] = None,
     storage: Annotated[str | None, typer.Option(help="Where gs:// lives: local or gcs [BATCHLINE_STORAGE].")] = None,
 ) -> None:
     """Run the AutoML v1 API and the batch worker in one process.
@@ -145,23 +157,29 @@ def predict(
 
 
 @operations_app.command("get")
-def operations_get(op: str, server: Server = "http://127.0.0.1:8080", project: Project = "local",
-                   location: Location = "us-central1") -> None:
+def operations_get(
+    op: str, server: Server = "http://127.0.0.1:8080", project: Project = "local", location: Location = "us-central1"
+) -> None:
     """Print an operation as JSON."""
     console.print_json(json.dumps(_call("GET", _op_url(server, project, location, op))))
 
 
 @operations_app.command("wait")
-def operations_wait(op: str, server: Server = "http://127.0.0.1:8080", project: Project = "local",
-                    location: Location = "us-central1") -> None:
+def operations_wait(
+    op: str, server: Server = "http://127.0.0.1:8080", project: Project = "local", location: Location = "us-central1"
+) -> None:
     """Wait for an operation with a progress bar; non-zero exit if it failed."""
     done = _wait(_op_url(server, project, location, op))
     console.print_json(json.dumps(done))
 
 
 @operations_app.command("list")
-def operations_list(server: Server = "http://127.0.0.1:8080", project: Project = "local",
-                    location: Location = "us-central1", filter: str = "") -> None:
+def operations_list(
+    server: Server = "http://127.0.0.1:8080",
+    project: Project = "local",
+    location: Location = "us-central1",
+    filter: str = "",
+) -> None:
     """List operations, newest first."""
     reply = _call("GET", f"{_base(server, project, location)}/operations", params={"filter": filter})
     table = Table("name", "done", "progress", "error")
@@ -172,8 +190,9 @@ def operations_list(server: Server = "http://127.0.0.1:8080", project: Project =
 
 
 @operations_app.command("cancel")
-def operations_cancel(op: str, server: Server = "http://127.0.0.1:8080", project: Project = "local",
-                      location: Location = "us-central1") -> None:
+def operations_cancel(
+    op: str, server: Server = "http://127.0.0.1:8080", project: Project = "local", location: Location = "us-central1"
+) -> None:
     """Ask a running operation to stop."""
     _call("POST", _op_url(server, project, location, op) + ":cancel")
     console.print(f"cancel requested for {op}")
@@ -181,10 +200,14 @@ def operations_cancel(op: str, server: Server = "http://127.0.0.1:8080", project
 
 @models_app.command("import")
 def models_import(
-    path: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Folder with model.yaml and the artifact.")],
+    path: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="Folder with model.yaml and the artifact.")
+    ],
     id: Annotated[str | None, typer.Option("--id", help="Model id (default: the manifest's).")] = None,
     display_name: Annotated[str | None, typer.Option(help="Display name (default: the manifest's).")] = None,
-    data_dir: Annotated[Path, typer.Option(envvar="BATCHLINE_DATA_DIR", help="The server's data folder.")] = Path("data"),
+    data_dir: Annotated[Path, typer.Option(envvar="BATCHLINE_DATA_DIR", help="The server's data folder.")] = Path(
+        "data"
+    ),
 ) -> None:
     """Copy a model folder into DATA_DIR/models after checking it loads; the server sees it at once."""
     from batchline.errors import BatchlineError
@@ -198,8 +221,9 @@ def models_import(
 
 
 @models_app.command("list")
-def models_list(server: Server = "http://127.0.0.1:8080", project: Project = "local",
-                location: Location = "us-central1") -> None:
+def models_list(
+    server: Server = "http://127.0.0.1:8080", project: Project = "local", location: Location = "us-central1"
+) -> None:
     """List the server's models."""
     reply = _call("GET", f"{_base(server, project, location)}/models")
     table = Table("id", "display name", "state")
@@ -209,7 +233,8 @@ def models_list(server: Server = "http://127.0.0.1:8080", project: Project = "lo
 
 
 @models_app.command("show")
-def models_show(model: str, server: Server = "http://127.0.0.1:8080", project: Project = "local",
-                location: Location = "us-central1") -> None:
+def models_show(
+    model: str, server: Server = "http://127.0.0.1:8080", project: Project = "local", location: Location = "us-central1"
+) -> None:
     """Print one model as JSON."""
     console.print_json(json.dumps(_call("GET", f"{_base(server, project, location)}/models/{model}")))

@@ -17,12 +17,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8080, description="Port of the AutoML v1 REST API.")
     database_url: str = Field(
-        "", description="SQLAlchemy URL of the job store; empty means sqlite:///DATA_DIR/batchline.db. "
-        "postgresql://user@host/db uses PostgreSQL (extra: postgres)."
+        "",
+        description="SQLAlchemy URL of the job store; empty means sqlite:///DATA_DIR/batchline.db. "
+        "postgresql://user@host/db uses PostgreSQL (extra: postgres).",
     )
     storage: Literal["local", "gcs"] = Field(
-        "local", description="Where gs:// lives: 'local' = DATA_DIR/buckets/BUCKET/KEY, 'gcs' = Google Cloud "
-        "Storage through gcsfs (extra: gcs; honours STORAGE_EMULATOR_HOST)."
+        "local",
+        description="Where gs:// lives: 'local' = DATA_DIR/buckets/BUCKET/KEY, 'gcs' = Google Cloud "
+        "Storage through gcsfs (extra: gcs; honours STORAGE_EMULATOR_HOST).",
     )
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,

@@ -78,8 +78,11 @@ class JobRun:
         cancelled: BatchlineError | None = None
         try:
             self.executor.run(
-                iter_inputs(self.storage, uris, problem), total, {s.index for s in committed},
-                lambda shard: self._commit(writer, shard), self.cancelled,
+                iter_inputs(self.storage, uris, problem),
+                total,
+                {s.index for s in committed},
+                lambda shard: self._commit(writer, shard),
+                self.cancelled,
             )
         except Cancelled as exc:
             if self.lease_lost:
@@ -153,7 +156,9 @@ class Worker:
         if job is None:
             return False
         if job.state == JobState.CANCELLING:  # cancelled while its previous worker was gone
-            self.store.finish(job.id, self.owner, JobState.CANCELLED, error=Cancelled("cancelled by the user").to_status())
+            self.store.finish(
+                job.id, self.owner, JobState.CANCELLED, error=Cancelled("cancelled by the user").to_status()
+            )
             return True
         log.info("running job %s", job.id)
         stop = threading.Event()

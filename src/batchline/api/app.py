@@ -50,8 +50,13 @@ def create_app(settings: Settings, services: Services | None = None, run_worker:
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return error_response(NotFound(f"no such route: {request.method} {request.url.path}"))
-        body = {"error": {"code": exc.status_code, "message": str(exc.detail),
-                          "status": _HTTP_STATUS_NAMES.get(exc.status_code, "UNKNOWN")}}
+        body = {
+            "error": {
+                "code": exc.status_code,
+                "message": str(exc.detail),
+                "status": _HTTP_STATUS_NAMES.get(exc.status_code, "UNKNOWN"),
+            }
+        }
         return JSONResponse(body, status_code=exc.status_code)
 
     return app

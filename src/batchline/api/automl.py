@@ -77,15 +77,19 @@ def _metadata_filter(text: str) -> str | None:
 
 def automl_router(services: Services) -> APIRouter:
     router = APIRouter()
+    _model_routes(router, services)
+    _operation_routes(router, services)
+    return router
+
+
+def _model_routes(router: APIRouter, services: Services) -> None:
     jobs, models = services.jobs, services.models
 
     @router.get(PREFIX + "/models")
     def list_models(project: str, location: str, request: Request) -> dict:
         wanted = _metadata_filter(request.query_params.get("filter", ""))
         offset, size = _page(request)
-        found = [
-            schemas.model_resource(project, location, m, models.is_deployed(m.manifest.id)) for m in models.list()
-        ]
+        found = [schemas.model_resource(project, location, m, models.is_deployed(m.manifest.id)) for m in models.list()]
         found = [m for m in found if wanted is None or wanted in m]
         page = found[offset : offset + size]
         token = str(offset + size) if offset + size < len(found) else ""
@@ -116,10 +120,14 @@ def automl_router(services: Services) -> APIRouter:
     def _predict(model_id: str, body: dict) -> dict:
         req = schemas.parse(schemas.PredictRequest, body)
         if req.payload.image is None:
-            raise InvalidArgument("payload.image is required: {\"payload\": {\"image\": {\"imageBytes\": BASE64}}}")
+            raise InvalidArgument('payload.image is required: {"payload": {"image": {"imageBytes": BASE64}}}')
         models.get(model_id)
         annotations, metadata = models.predict(model_id, req.payload.image.decoded(), req.params)
         return {"payload": [schemas.online_annotation(a) for a in annotations], "metadata": metadata}
+
+
+def _operation_routes(router: APIRouter, services: Services) -> None:
+    jobs = services.jobs
 
     @router.get(PREFIX + "/operations")
     def list_operations(project: str, location: str, request: Request) -> dict:
@@ -153,14 +161,10 @@ def automl_router(services: Services) -> APIRouter:
             return schemas.operation(job)
         raise NotFound(f"POST to an operation needs a method: {segment}:cancel or {segment}:wait")
 
-    return router
-
 
 def _duration(value: Any) -> float:
     """A google.protobuf.Duration in JSON ("30s", "1.5s"), capped."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)s", str(value).strip())
     if match is None:
-        raise InvalidArgument(f"timeout must be a duration like \"30s\", got {value!r}")
+        raise InvalidArgument(f'timeout must be a duration like "30s", got {value!r}')
     return min(float(match.group(1)), MAX_WAIT_SECONDS)
-
-

@@ -43,7 +43,9 @@ class OutputConfig(Wire):
 
 def _params_as_strings(value: Any) -> Any:
     if isinstance(value, dict):  # the API takes map<string, string>; curl users write numbers too
-        return {k: v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return {
+            k: v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
+        }
     return value
 
 

@@ -112,9 +112,7 @@ class LocalExecutor:
             exc = future.exception()
             yield index, uri, exc if exc is not None else future.result()
 
-    def _infer(
-        self, pending: list[tuple[int, str, Any]], buffers: dict[int, ShardBuffer], on_shard: Callable
-    ) -> None:
+    def _infer(self, pending: list[tuple[int, str, Any]], buffers: dict[int, ShardBuffer], on_shard: Callable) -> None:
         if not pending:
             return
         problem = self.model.problem

@@ -53,7 +53,9 @@ class ImageClassification(Problem):
         raw = outputs[name].reshape(len(outputs[name]), -1).astype(np.float64)
         labels = self.manifest.labels
         if raw.shape[1] != len(labels):
-            raise Internal(f"model output {name!r} has {raw.shape[1]} scores, but model.yaml lists {len(labels)} labels")
+            raise Internal(
+                f"model output {name!r} has {raw.shape[1]} scores, but model.yaml lists {len(labels)} labels"
+            )
         scores = _ACTIVATIONS[self.manifest.output.activation](raw)
         threshold = params["score_threshold"]
         return [

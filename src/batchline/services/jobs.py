@@ -37,8 +37,15 @@ class JobService:
         self.storage.check_output_prefix(prefix)
         now = time.time()
         job = Job(
-            id=new_operation_id(), kind=JobKind.BATCH_PREDICT, project=project, location=location,
-            model_id=model_id, state=JobState.QUEUED, create_time=now, update_time=now, request=request,
+            id=new_operation_id(),
+            kind=JobKind.BATCH_PREDICT,
+            project=project,
+            location=location,
+            model_id=model_id,
+            state=JobState.QUEUED,
+            create_time=now,
+            update_time=now,
+            request=request,
         )
         self.store.create(job)
         self.wakeup.set()

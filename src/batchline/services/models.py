@@ -39,8 +39,14 @@ class ModelService:
     def _done_operation(self, project: str, location: str, model_id: str, kind: JobKind) -> Job:
         now = time.time()
         job = Job(
-            id=new_operation_id(), kind=kind, project=project, location=location, model_id=model_id,
-            state=JobState.SUCCEEDED, create_time=now, update_time=now,
+            id=new_operation_id(),
+            kind=kind,
+            project=project,
+            location=location,
+            model_id=model_id,
+            state=JobState.SUCCEEDED,
+            create_time=now,
+            update_time=now,
         )
         return self.store.create(job)
 

@@ -164,7 +164,9 @@ class JobStore:
                 taken = conn.execute(
                     jobs.update()
                     .where(jobs.c.id == job_id, jobs.c.state == state, claimable)
-                    .where(jobs.c.lease_owner.is_(None) if previous_owner is None else jobs.c.lease_owner == previous_owner)
+                    .where(
+                        jobs.c.lease_owner.is_(None) if previous_owner is None else jobs.c.lease_owner == previous_owner
+                    )
                     .values(state=new_state, lease_owner=owner, lease_expires=now + lease_seconds, update_time=now)
                 )
                 if taken.rowcount == 1:

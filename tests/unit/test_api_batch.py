@@ -1,0 +1,199 @@
+"""batchPredict through the HTTP app (in process, worker running): output layout and per-item errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from batchline.api.app import create_app
+from batchline.config import Settings
+from tests.support import image_bytes, write_image
+
+BASE = "/v1/projects/p/locations/us-central1"
+
+
+@pytest.fixture
+def client(settings: Settings):
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def submit(client: TestClient, csv_uris: list[str], params: dict | None = None, model: str = "colors"):
+    body = {
+        "inputConfig": {"gcsSource": {"inputUris": csv_uris}},
+        "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://b/out"}},
+        "params": params or {},
+    }
+    return client.post(f"{BASE}/models/{model}:batchPredict", json=body)
+
+
+def wait_done(client: TestClient, name: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op = client.get(f"/v1/{name}").json()
+        if op.get("done"):
+            return op
+        time.sleep(0.05)
+    raise AssertionError(f"operation {name} not done after {timeout}s: {op}")
+
+
+def read_jsonl(folder: Path, pattern: str) -> list[dict]:
+    return [json.loads(line) for f in sorted(folder.glob(pattern)) for line in f.read_text().splitlines()]
+
+
+def output_folder(data_dir: Path, op: dict) -> Path:
+    uri = op["metadata"]["batchPredictDetails"]["outputInfo"]["gcsOutputDirectory"]
+    return data_dir / "buckets" / uri.removeprefix("gs://")
+
+
+def test_results_and_errors_layout(client: TestClient, data_dir: Path) -> None:
+    bucket = data_dir / "buckets" / "b"
+    write_image(bucket / "img" / "red.jpg", "red")
+    write_image(bucket / "img" / "green photo.PNG", "green")
+    write_image(bucket / "img" / "blue.gif", "blue")
+    (bucket / "img" / "truncated.jpg").write_bytes(image_bytes("red")[:200])
+    (bucket / "img" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (bucket / "img" / "empty.jpg").write_bytes(b"")
+    (bucket / "img" / "huge.jpg").write_bytes(image_bytes("red") + b"\0" * (30 * 1024 * 1024))
+    (bucket / "img" / "pic.bmp").write_bytes(b"BM")
+    (bucket / "img" / "notes.txt").write_text("hello")
+    outside = data_dir.parent / "outside.jpg"
+    write_image(outside, "red")
+    rows = [
+        "gs://b/img/red.jpg",
+        '"gs://b/img/green photo.PNG"',
+        "gs://b/img/blue.gif",
+        "gs://b/img/truncated.jpg",
+        "gs://b/img/corrupt.png",
+        "gs://b/img/empty.jpg",
+        "gs://b/img/huge.jpg",
+        "gs://b/img/pic.bmp",
+        "gs://b/img/notes.txt",
+        "gs://b/img/missing.jpg",
+        "gs://nobucket/a.jpg",
+        "gs://b/../../outside.jpg",
+        str(outside),
+        "gs://b/img/red.jpg",
+    ]
+    for i in range(8):  # enough good images to stay under the 50 % failure limit
+        write_image(bucket / "more" / f"{i}.jpg", "blue")
+        rows.append(f"gs://b/more/{i}.jpg")
+    (bucket / "batch.csv").write_bytes(("\ufeff" + "\r\n".join(rows[:7]) + "\r\n\r\n" + "\n".join(rows[7:])).encode())
+    reply = submit(
+        client,
+        ["gs://b/batch.csv"],
+        {"score_threshold": "0.2"},
+    )
+    assert reply.status_code == 200, reply.text
+    op = wait_done(client, reply.json()["name"])
+    assert op["response"]["@type"] == "type.googleapis.com/google.cloud.automl.v1.BatchPredictResult"
+    folder = output_folder(data_dir, op)
+    assert folder.name.startswith("prediction-colors-")
+    assert {re.sub(r"_\d+\.", "_N.", p.name) for p in folder.iterdir()} == {
+        "errors_N.jsonl",
+        "image_classification_N.jsonl",
+    }
+
+    results = {line["ID"]: line["annotations"] for line in read_jsonl(folder, "image_classification_*.jsonl")}
+    assert set(results) == {"gs://b/img/red.jpg", "gs://b/img/green photo.PNG", "gs://b/img/blue.gif"} | {
+        f"gs://b/more/{i}.jpg" for i in range(8)
+    }
+    assert results["gs://b/img/green photo.PNG"][0]["display_name"] == "green"
+    first = results["gs://b/img/red.jpg"][0]
+    assert list(first) == ["annotation_spec_id", "classification", "display_name"]
+    assert first["annotation_spec_id"] == "red" and first["classification"]["score"] > 0.99
+
+    errors = {line["ID"]: line["error"] for line in read_jsonl(folder, "errors_*.jsonl")}
+    codes = {uri: err["code"] for uri, err in errors.items()}
+    assert codes == {
+        "gs://b/img/truncated.jpg": 3,
+        "gs://b/img/corrupt.png": 3,
+        "gs://b/img/empty.jpg": 3,
+        "gs://b/img/huge.jpg": 3,
+        "gs://b/img/pic.bmp": 3,
+        "gs://b/img/notes.txt": 3,
+        "gs://b/img/missing.jpg": 5,
+        "gs://nobucket/a.jpg": 5,
+        "gs://b/../../outside.jpg": 7,
+        str(outside): 7,
+    }
+    assert all(set(e) == {"code", "message"} for e in errors.values())
+    assert "30 MB" in errors["gs://b/img/huge.jpg"]["message"]
+    assert errors[str(outside)]["code"] == 7
+    failures = op["metadata"]["partialFailures"]
+    assert len(failures) == 10 and all(f["code"] in (3, 5, 7) for f in failures)
+
+
+def test_score_threshold_filters_and_sorts(client: TestClient, data_dir: Path) -> None:
+    write_image(data_dir / "buckets" / "b" / "r.jpg", "red")
+    (data_dir / "buckets" / "b" / "in.csv").write_text("gs://b/r.jpg\n")
+    for threshold, expected in (("0", 3), ("0.5", 1), ("1", 0)):
+        op = wait_done(client, submit(client, ["gs://b/in.csv"], {"score_threshold": threshold}).json()["name"])
+        (line,) = read_jsonl(output_folder(data_dir, op), "image_classification_*.jsonl")
+        scores = [a["classification"]["score"] for a in line["annotations"]]
+        assert len(scores) == expected and scores == sorted(scores, reverse=True)
+        time.sleep(0.002)  # output folders are named to the millisecond
+
+
+def test_shards_never_split_an_item_and_number_without_gaps(client: TestClient, data_dir: Path) -> None:
+    bucket = data_dir / "buckets" / "b"
+    names = []
+    for i in range(11):  # shard_size is 4 in these settings
+        name = f"i{i}.jpg" if i % 5 else f"bad{i}.jpg"
+        (bucket / name).write_bytes(image_bytes("blue") if i % 5 else b"nope")
+        names.append(f"gs://b/{name}")
+    (bucket / "a.csv").write_text("\n".join(names[:6]))
+    (bucket / "b.csv").write_text("\n".join(names[6:]))
+    op = wait_done(client, submit(client, ["gs://b/a.csv", "gs://b/b.csv"]).json()["name"])
+    folder = output_folder(data_dir, op)
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == [
+        "errors_1.jsonl",
+        "errors_2.jsonl",
+        "errors_3.jsonl",
+        "image_classification_1.jsonl",
+        "image_classification_2.jsonl",
+        "image_classification_3.jsonl",
+    ]
+    ids = [line["ID"] for line in read_jsonl(folder, "*.jsonl")]
+    assert sorted(ids) == sorted(names)
+    assert op["metadata"]["progressPercent"] == 100
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "message"),
+    [
+        ("gs://b/r.jpg,extra\n", "2 columns"),
+        ("", "lists no inputs"),
+        ("\n\r\n", "lists no inputs"),
+    ],
+)
+def test_bad_input_file_fails_the_operation(client: TestClient, data_dir: Path, csv_text: str, message: str) -> None:
+    (data_dir / "buckets" / "b" / "in.csv").write_text(csv_text)
+    op = wait_done(client, submit(client, ["gs://b/in.csv"]).json()["name"])
+    assert op["error"]["code"] == 3 and message in op["error"]["message"]
+    assert "response" not in op
+
+
+def test_missing_input_file_fails_the_operation(client: TestClient) -> None:
+    op = wait_done(client, submit(client, ["gs://b/nothing.csv"]).json()["name"])
+    assert op["error"] == {
+        "code": 3,
+        "message": "input file gs://b/nothing.csv cannot be read: gs://b/nothing.csv does not exist",
+    }
+
+
+def test_too_many_failures_fails_but_keeps_results(client: TestClient, data_dir: Path) -> None:
+    bucket = data_dir / "buckets" / "b"
+    write_image(bucket / "ok.jpg", "red")
+    (bucket / "in.csv").write_text("gs://b/ok.jpg\ngs://b/gone1.jpg\ngs://b/gone2.jpg\n")
+    op = wait_done(client, submit(client, ["gs://b/in.csv"]).json()["name"])
+    assert op["error"]["code"] == 3 and "2 of 3 inputs failed" in op["error"]["message"]
+    folder = output_folder(data_dir, op)
+    assert len(read_jsonl(folder, "image_classification_*.jsonl")) == 1
+    assert len(read_jsonl(folder, "errors_*.jsonl")) == 2
