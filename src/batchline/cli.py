@@ -57,6 +57,17 @@ def _op_url(server: str, project: str, location: str, op: str) -> str:
     return f"{_base(server, project, location)}/operations/{op}"
 
 
+def _settings_help() -> str:
+    """Every BATCHLINE_* setting with its default, for `serve --help`."""
+    from batchline.config import Settings
+
+    lines = ["Settings (environment variables; the flags above override them):"]
+    for name, field in Settings.model_fields.items():
+        default = "-" if field.default in (None, "") or field.default_factory else field.default
+        lines.append(f"BATCHLINE_{name.upper()} (default {default}): {field.description}")
+    return "\n\n".join(lines)
+
+
 def _wait(url: str) -> dict:
     """Poll an operation with a progress bar until it is done; exit non-zero if it failed."""
     columns = [
@@ -79,7 +90,7 @@ def _wait(url: str) -> dict:
     return op
 
 
-@app.command()
+@app.command(epilog=_settings_help())
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address [BATCHLINE_HOST, default 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port [BATCHLINE_PORT, default 8080].")] = None,
@@ -92,12 +103,7 @@ def serve(
     ] = None,
     storage: Annotated[str | None, typer.Option(help="Where gs:// lives: local or gcs [BATCHLINE_STORAGE].")] = None,
 ) -> None:
-    """Run the AutoML v1 API and the batch worker in one process.
-
-    Every other setting comes from BATCHLINE_* variables: BATCHLINE_ALLOWED_ROOTS, BATCHLINE_BATCH_SIZE,
-    BATCHLINE_IO_THREADS, BATCHLINE_SHARD_SIZE, BATCHLINE_MAX_FAILED_RATIO, BATCHLINE_LEASE_SECONDS,
-    BATCHLINE_EXAMPLES_DIR, BATCHLINE_INTRA_OP_THREADS (see the README's configuration table).
-    """
+    """Run the AutoML v1 API and the batch worker in one process."""
     import uvicorn
 
     from batchline.api.app import create_app
