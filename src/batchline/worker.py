@@ -47,7 +47,8 @@ class JobRun:
         self._committed_before = 0
 
     def heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.lease_seconds / 3):
+        # Often enough to notice a cancel within a second; the lease itself could go three times as long.
+        while not stop.wait(min(1.0, self.settings.lease_seconds / 3)):
             processed = self.executor.processed + self._committed_before if self.executor else None
             progress = {"processed": processed} if processed is not None else {}
             state = self.store.heartbeat(self.job.id, self.owner, self.settings.lease_seconds, **progress)
@@ -128,6 +129,7 @@ class Worker:
         self.wakeup = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._model: LoadedModel | None = None  # kept between jobs: loading a session costs more than a small job
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="batchline-worker", daemon=True)
@@ -138,6 +140,8 @@ class Worker:
         self.wakeup.set()
         if self._thread:
             self._thread.join(timeout=30)
+        if self._model is not None:
+            self._model.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -149,6 +153,14 @@ class Worker:
             if not worked:
                 self.wakeup.wait(timeout=min(1.0, self.settings.lease_seconds / 3))
                 self.wakeup.clear()
+
+    def _load(self, model_id: str) -> LoadedModel:
+        stored = self.repository.get(model_id)
+        if self._model is None or self._model.stored != stored:
+            if self._model is not None:
+                self._model.close()
+            self._model = LoadedModel.load(stored, self.settings.intra_op_threads)
+        return self._model
 
     def run_one(self) -> bool:
         """Claim and run one job; False if there was none."""
@@ -162,10 +174,8 @@ class Worker:
             return True
         log.info("running job %s", job.id)
         stop = threading.Event()
-        run: JobRun | None = None
         try:
-            model = LoadedModel.load(self.repository.get(job.model_id), self.settings.intra_op_threads)
-            run = JobRun(job, self.owner, self.settings, self.store, self.storage, model)
+            run = JobRun(job, self.owner, self.settings, self.store, self.storage, self._load(job.model_id))
             beat = threading.Thread(target=run.heartbeat, args=(stop,), daemon=True)
             beat.start()
             state, values = run.execute()
@@ -181,8 +191,6 @@ class Worker:
             state, values = JobState.FAILED, {"error": Internal(f"{type(exc).__name__}: {exc}").to_status()}
         finally:
             stop.set()
-            if run is not None:
-                run.model.close()
         self.store.finish(job.id, self.owner, state, **values)
         log.info("job %s ended %s", job.id, state)
         return True
