@@ -13,7 +13,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 app = typer.Typer(help="batchline: Google Cloud AutoML v1 prediction, self-hosted.", no_args_is_help=True)
 operations_app = typer.Typer(help="Long-running operations (batch jobs, deploys).", no_args_is_help=True)
@@ -188,10 +188,13 @@ def operations_list(
 ) -> None:
     """List operations, newest first."""
     reply = _call("GET", f"{_base(server, project, location)}/operations", params={"filter": filter})
-    table = Table("name", "done", "progress", "error")
+    # The id, not the full name: a 70-character name is cut to "…" in an 80-column table, and
+    # `operations get/wait/cancel` take the id as well as the name.
+    table = Table(Column("operation", no_wrap=True), "done", "progress", "error")
     for op in reply.get("operations", []):
         error = op.get("error", {}).get("message", "")
-        table.add_row(op["name"], str(op.get("done", False)), f"{op['metadata'].get('progressPercent', 0)}%", error)
+        op_id = op["name"].rsplit("/", 1)[-1]
+        table.add_row(op_id, str(op.get("done", False)), f"{op['metadata'].get('progressPercent', 0)}%", error)
     console.print(table)
 
 

@@ -84,7 +84,9 @@ class Storage:
                 # gcsfs 2026.x stalls ~60 s per bucket probing hierarchical namespaces unless this is off.
                 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
             try:
-                self._remote[scheme] = fsspec.filesystem("gcs" if scheme == "gs" else "s3")
+                # No listings cache: other clients change buckets while a server runs, and a cached listing
+                # would hide their new objects (reads of them would be NOT_FOUND) for the life of the process.
+                self._remote[scheme] = fsspec.filesystem("gcs" if scheme == "gs" else "s3", use_listings_cache=False)
             except ImportError as exc:
                 extra = "gcs" if scheme == "gs" else "s3"
                 raise InvalidArgument(f"{scheme}:// needs `pip install batchline[{extra}]` ({exc})") from exc
@@ -118,8 +120,13 @@ class Storage:
         if loc.is_local:  # a rename within one folder is atomic
             loc.fs.makedirs(posixpath.dirname(loc.path), exist_ok=True)
             tmp = f"{loc.path}.{uuid.uuid4().hex}.tmp"
-            loc.fs.pipe_file(tmp, data)
-            os.replace(tmp, loc.path)
+            try:
+                loc.fs.pipe_file(tmp, data)
+                os.replace(tmp, loc.path)
+            except BaseException:  # a failed write (disk full) must not leave its half-written tmp behind
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                raise
         else:  # an object store upload is all-or-nothing
             loc.fs.pipe_file(loc.path, data)
 
@@ -127,8 +134,10 @@ class Storage:
         a, b = self.locate(src), self.locate(dst)
         if a.is_local:
             os.replace(a.path, b.path)
-        else:
-            a.fs.mv(a.path, b.path)
+        else:  # copy + delete, not fs.mv: gcsfs first tries objects.moveTo, and where that is missing (the GCS
+            # emulators) it retries it for ~30 s per file before falling back to this same copy + delete
+            a.fs.cp_file(a.path, b.path)
+            a.fs.rm_file(a.path)
 
     def exists(self, uri: str) -> bool:
         loc = self.locate(uri)

@@ -43,6 +43,7 @@ class JobRun:
     def __post_init__(self) -> None:
         self.cancelled = threading.Event()
         self.lease_lost = False
+        self.interrupted = False  # the server is stopping: leave the job, as it stands, to the next start
         self.executor: LocalExecutor | None = None
         self._committed_before = 0
 
@@ -86,7 +87,7 @@ class JobRun:
                 self.cancelled,
             )
         except Cancelled as exc:
-            if self.lease_lost:
+            if self.lease_lost or self.interrupted:
                 raise LeaseLost from None
             cancelled = exc
         shards = store.committed_shards(job.id)
@@ -130,6 +131,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._model: LoadedModel | None = None  # kept between jobs: loading a session costs more than a small job
+        self._run: JobRun | None = None  # the job running now, so that stop() can interrupt it
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="batchline-worker", daemon=True)
@@ -138,6 +140,10 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
         self.wakeup.set()
+        run = self._run
+        if run is not None:  # stop at the next input rather than at the end of the job; its shards stay committed
+            run.interrupted = True
+            run.cancelled.set()
         if self._thread:
             self._thread.join(timeout=30)
         if self._model is not None:
@@ -175,12 +181,16 @@ class Worker:
         log.info("running job %s", job.id)
         stop = threading.Event()
         try:
-            run = JobRun(job, self.owner, self.settings, self.store, self.storage, self._load(job.model_id))
+            run = self._run = JobRun(job, self.owner, self.settings, self.store, self.storage, self._load(job.model_id))
             beat = threading.Thread(target=run.heartbeat, args=(stop,), daemon=True)
             beat.start()
             state, values = run.execute()
         except LeaseLost:
-            log.warning("job %s was taken over by another worker", job.id)
+            if run.interrupted:
+                self.store.release(job.id, self.owner)
+                log.warning("job %s interrupted by shutdown; the next start resumes it", job.id)
+            else:
+                log.warning("job %s was taken over by another worker", job.id)
             return True
         except Cancelled as exc:
             state, values = JobState.CANCELLED, {"error": exc.to_status()}
@@ -191,6 +201,7 @@ class Worker:
             state, values = JobState.FAILED, {"error": Internal(f"{type(exc).__name__}: {exc}").to_status()}
         finally:
             stop.set()
+            self._run = None
         self.store.finish(job.id, self.owner, state, **values)
         log.info("job %s ended %s", job.id, state)
         return True

@@ -196,6 +196,13 @@ class JobStore:
             )
         return done.rowcount == 1
 
+    def release(self, job_id: str, owner: str) -> None:
+        """Give the lease up now (a clean shutdown), so the next worker need not wait for it to run out."""
+        with self._tx() as conn:
+            conn.execute(
+                jobs.update().where(jobs.c.id == job_id, jobs.c.lease_owner == owner).values(lease_expires=0.0)
+            )
+
     # -- shards: the unit of commit and resume
     def commit_shard(self, job_id: str, owner: str, shard: ShardRecord, failures: list[dict[str, Any]]) -> bool:
         """Record a published shard once; False if this worker no longer holds the job."""
