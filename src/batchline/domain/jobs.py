@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -46,6 +48,12 @@ class Job:
     partial_failures: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None  # google.rpc.Status when FAILED / CANCELLED
     result_metadata: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, kind: JobKind, project: str, location: str, model_id: str, state: JobState, **fields: Any) -> Job:
+        """A fresh job with a new operation id, created now."""
+        now = time.time()
+        return cls(uuid.uuid4().hex[:20], kind, project, location, model_id, state, now, now, **fields)
 
     @property
     def progress_percent(self) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any
 
 from batchline.domain.jobs import Job, JobKind, JobState
@@ -13,10 +12,6 @@ from batchline.models.repository import ModelRepository
 from batchline.problems import problem_for
 from batchline.storage import Storage
 from batchline.store import JobStore
-
-
-def new_operation_id() -> str:
-    return uuid.uuid4().hex[:20]
 
 
 class JobService:
@@ -35,18 +30,7 @@ class JobService:
             raise InvalidArgument("inputConfig.gcsSource.inputUris is empty; list at least one CSV file")
         prefix = request["outputConfig"]["gcsDestination"]["outputUriPrefix"]
         self.storage.check_output_prefix(prefix)
-        now = time.time()
-        job = Job(
-            id=new_operation_id(),
-            kind=JobKind.BATCH_PREDICT,
-            project=project,
-            location=location,
-            model_id=model_id,
-            state=JobState.QUEUED,
-            create_time=now,
-            update_time=now,
-            request=request,
-        )
+        job = Job.new(JobKind.BATCH_PREDICT, project, location, model_id, JobState.QUEUED, request=request)
         self.store.create(job)
         self.wakeup.set()
         return job

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from batchline.domain.annotations import Annotation
 from batchline.domain.jobs import Job, JobKind, JobState
 from batchline.models.loaded import ModelCache
 from batchline.models.repository import ModelRepository, StoredModel
-from batchline.services.jobs import new_operation_id
 from batchline.store import JobStore
 
 
@@ -37,18 +34,7 @@ class ModelService:
         return self._done_operation(project, location, model_id, JobKind.UNDEPLOY_MODEL)
 
     def _done_operation(self, project: str, location: str, model_id: str, kind: JobKind) -> Job:
-        now = time.time()
-        job = Job(
-            id=new_operation_id(),
-            kind=kind,
-            project=project,
-            location=location,
-            model_id=model_id,
-            state=JobState.SUCCEEDED,
-            create_time=now,
-            update_time=now,
-        )
-        return self.store.create(job)
+        return self.store.create(Job.new(kind, project, location, model_id, JobState.SUCCEEDED))
 
     def predict(self, model_id: str, data: bytes, params: dict[str, str]) -> tuple[list[Annotation], dict[str, str]]:
         """Annotations for one input, highest score first, and the response metadata."""
