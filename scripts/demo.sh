@@ -2,7 +2,7 @@
 # The five-minute tour in one command: serve, batch-predict the example images, show results, stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=.venv/bin
+BIN=${BIN:-.venv/bin}
 DATA=${DATA:-data-demo}
 PORT=${PORT:-8080}
 SERVER=http://127.0.0.1:$PORT

@@ -6,9 +6,9 @@ import json
 import time
 from pathlib import Path
 
+import shapes  # scripts/shapes.py, on sys.path through tests/conftest.py
 from fastapi.testclient import TestClient
 
-import shapes  # scripts/shapes.py, on sys.path through tests/conftest.py
 from batchline.api.app import create_app
 from batchline.config import Settings
 

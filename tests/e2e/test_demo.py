@@ -1,0 +1,30 @@
+"""`make run`'s script, as the README promises it: serve, batch-predict the example images, print results, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_script_predicts_the_example_images(tmp_path: Path) -> None:
+    data = tmp_path / "demo-data"
+    env = {**os.environ, "DATA": str(data), "PORT": str(free_port()), "BIN": str(Path(sys.executable).parent)}
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "shapes-classifier" in done.stdout
+    assert "image_classification_1.jsonl" in done.stdout
+    results = list(data.glob("buckets/demo/out/prediction-shapes_classifier-*/image_classification_1.jsonl"))
+    assert len(results) == 1 and len(results[0].read_text().splitlines()) == 12
+    # Each example image is named after its shape; the example model gets them all right.
+    for line in map(json.loads, results[0].read_text().splitlines()):
+        shape = line["ID"].rsplit("_", 1)[1].split(".")[0]
+        assert line["annotations"][0]["display_name"] == shape, line
