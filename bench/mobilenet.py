@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -186,6 +187,7 @@ def export(folder: Path, seed: int = 0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / "model.onnx.tmp"
     example = torch.randn(2, 3, SIZE, SIZE)
+    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
     torch.onnx.export(
         model, (example,), str(staging), input_names=["input"], output_names=["logits"],
         dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
@@ -194,6 +196,7 @@ def export(folder: Path, seed: int = 0) -> None:
     with torch.no_grad():
         expected = model(example).numpy()
     _check_with_onnxruntime(staging, example.numpy(), expected, np)
+    np.savez(folder / "reference.npz", input=example.numpy(), logits=expected)  # bench/run.py checks ORT against it
     staging.replace(folder / "model.onnx")
     (folder / "model.yaml").write_text(manifest_text(), encoding="utf-8")
     print(f"exported MobileNetV3-Small ({count:,} parameters, random weights, seed {seed}) to {folder}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,23 @@ def write_image(path: Path, color: str) -> Path:
     fmt = {".png": "PNG", ".gif": "GIF"}.get(path.suffix.lower(), "JPEG")
     path.write_bytes(image_bytes(color, fmt))
     return path
+
+
+def write_big_png(path: Path, color: str, width: int = 512) -> Path:
+    """A PNG of one colour, large enough that decoding it takes real time (~5 ms at 512 px on one core)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, width * 3 // 4), COLORS[color]).save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def link_many(source: Path, folder: Path, count: int, name: str = "img{:05d}.png") -> list[Path]:
+    """`count` distinct paths to one file's bytes (hard links: no extra disk), each a separate input."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / name.format(i)
+        os.link(source, path)
+        paths.append(path)
+    return paths

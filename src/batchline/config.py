@@ -31,7 +31,12 @@ class Settings(BaseSettings):
         description="Extra local folders (besides DATA_DIR) that file:// and bare paths may read, separated by ':'.",
     )
     batch_size: int | None = Field(None, ge=1, description="Inference batch size; default: the model's batch_size.")
-    io_threads: int = Field(16, ge=1, description="Concurrent fetch + decode workers per job.")
+    io_threads: int = Field(16, ge=1, description="Concurrent reads per job (object stores want many).")
+    decode_threads: int = Field(
+        default_factory=lambda: len(os.sched_getaffinity(0)),
+        ge=1,
+        description="Decoding threads per job; default: one per core.",
+    )
     shard_size: int = Field(1000, ge=1, description="Inputs per output shard (the unit of commit and resume).")
     max_failed_ratio: float = Field(
         0.5, ge=0, le=1, description="A batch job fails when more than this share of its inputs failed."

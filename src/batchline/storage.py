@@ -6,11 +6,11 @@ the operator's allowed roots, or a bucket key that climbs out of its bucket, is 
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import fsspec
 
@@ -56,27 +56,25 @@ class Storage:
         raise InvalidArgument(f"unsupported storage URI {uri!r}; use gs://, s3://, file:// or a local path")
 
     def _local_path(self, raw: str, uri: str) -> Location:
-        path = Path(raw).resolve()
-        if not any(path == root or root in path.parents for root in self.local_roots):
+        path = _real_path(os.path.abspath(raw))
+        if not any(_within(path, str(root)) for root in self.local_roots):
             roots = ", ".join(str(r) for r in self.local_roots)
             raise PermissionDenied(
                 f"{uri} is outside the folders batchline may read ({roots}); "
                 "an operator can add folders with BATCHLINE_ALLOWED_ROOTS"
             )
-        return Location(self._local, str(path), uri)
+        return Location(self._local, path, uri)
 
     def _embedded_bucket(self, rest: str, uri: str) -> Location:
         bucket, _, key = rest.partition("/")
         if not bucket or bucket in (".", "..") or "\\" in bucket:
             raise InvalidArgument(f"{uri} has no valid bucket name")
         _check_key(key, uri)
-        bucket_dir = self.buckets_root / bucket
-        if not bucket_dir.is_dir():
-            raise NotFound(f"bucket gs://{bucket} does not exist; with embedded storage it is the folder {bucket_dir}")
-        path = (bucket_dir / key).resolve()
-        if path != bucket_dir and bucket_dir not in path.parents:
+        bucket_dir = str(self.buckets_root / bucket)
+        path = _real_path(os.path.join(bucket_dir, key))  # follows symlinks: they must not lead out either
+        if not _within(path, bucket_dir):
             raise PermissionDenied(f"{uri} points outside bucket gs://{bucket}")
-        return Location(self._local, str(path), uri)
+        return Location(self._local, path, uri)
 
     def _remote_fs(self, scheme: str) -> fsspec.AbstractFileSystem:
         if scheme not in self._remote:
@@ -96,27 +94,39 @@ class Storage:
     def read(self, uri: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
         """The whole object; NOT_FOUND if missing, INVALID_ARGUMENT if over max_bytes."""
         loc = self.locate(uri)
-        try:
-            with loc.fs.open(loc.path, "rb") as handle:
+        try:  # local files skip fsspec's wrapper: this runs once per input on the hot path
+            with open(loc.path, "rb") if loc.is_local else loc.fs.open(loc.path, "rb") as handle:
                 data = handle.read(max_bytes + 1)
         except (FileNotFoundError, IsADirectoryError):
-            raise NotFound(f"{uri} does not exist") from None
+            raise NotFound(self._missing_bucket(uri) or f"{uri} does not exist") from None
         except PermissionError:
             raise PermissionDenied(f"{uri} cannot be read: permission denied") from None
         if len(data) > max_bytes:
             raise InvalidArgument(f"{uri} is larger than the {max_bytes // (1024 * 1024)} MB limit")
         return data
 
+    def _missing_bucket(self, uri: str) -> str | None:
+        """A message if `uri` is in an embedded bucket that does not exist (checked only once a read failed)."""
+        scheme, _, rest = uri.partition("://")
+        folder = self.buckets_root / rest.partition("/")[0]
+        if scheme.lower() != "gs" or self.gs_backend != "local" or folder.is_dir():
+            return None
+        return f"bucket gs://{folder.name} does not exist; with embedded storage it is the folder {folder}"
+
     # -- writing
     def check_output_prefix(self, uri: str) -> None:
         """Fail early if results could never be written there."""
         loc = self.locate(uri.rstrip("/") + "/")
-        if loc.is_local and not loc.fs.exists(loc.path):
+        if missing := self._missing_bucket(uri):
+            raise NotFound(missing)
+        if loc.is_local:
             loc.fs.makedirs(loc.path, exist_ok=True)
 
     def publish(self, uri: str, data: bytes) -> None:
         """Write a whole file so that no reader ever sees part of it."""
         loc = self.locate(uri)
+        if missing := self._missing_bucket(uri):  # buckets are the operator's to make, not a side effect of writes
+            raise NotFound(missing)
         if loc.is_local:  # a rename within one folder is atomic
             loc.fs.makedirs(posixpath.dirname(loc.path), exist_ok=True)
             tmp = f"{loc.path}.{uuid.uuid4().hex}.tmp"
@@ -157,6 +167,26 @@ class Storage:
         loc = self.locate(uri)
         if loc.fs.exists(loc.path):
             loc.fs.rm(loc.path, recursive=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_dir(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _real_path(path: str) -> str:
+    """os.path.realpath, with folders cached: it costs a stat per path component, once per input otherwise.
+
+    Folders under the data dir and allowed roots belong to the operator; a file that is itself a link is
+    always resolved afresh.
+    """
+    head, tail = os.path.split(path)
+    real = os.path.join(_real_dir(head), tail)
+    return os.path.realpath(real) if os.path.islink(real) else real
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _check_key(key: str, uri: str) -> None:

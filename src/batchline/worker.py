@@ -74,6 +74,7 @@ class JobRun:
         config = PipelineConfig(
             batch_size=self.settings.batch_size or self.model.stored.manifest.batch_size,
             io_threads=self.settings.io_threads,
+            decode_threads=self.settings.decode_threads,
             shard_size=self.settings.shard_size,
         )
         self.executor = LocalExecutor(self.model, self.storage, params, config)

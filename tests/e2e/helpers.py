@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -23,15 +22,6 @@ def bucket_path(data_dir: Path, uri: str) -> Path:
     return data_dir / "buckets" / uri.removeprefix("gs://").rstrip("/")
 
 
-def write_big_png(path: Path, color: str, width: int = 512) -> Path:
-    """A PNG of one colour, large enough that decoding it takes real time (~5 ms at 512 px on one core)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, width * 3 // 4), COLORS[color]).save(buffer, format="PNG")
-    path.write_bytes(buffer.getvalue())
-    return path
-
-
 def write_two_colour_png(path: Path, left: str, right: str, left_share: float) -> Path:
     """Left part one colour, the rest another: the model scores both, the larger share higher."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,17 +29,6 @@ def write_two_colour_png(path: Path, left: str, right: str, left_share: float) -
     image.paste(Image.new("RGB", (round(100 * left_share), 60), COLORS[left]), (0, 0))
     image.save(path, format="PNG")
     return path
-
-
-def link_many(source: Path, folder: Path, count: int, name: str = "img{:05d}.png") -> list[Path]:
-    """`count` distinct paths to one file's bytes (hard links: no extra disk), each a separate input."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / name.format(i)
-        os.link(source, path)
-        paths.append(path)
-    return paths
 
 
 def _numbered(names: list[str], stem: str) -> list[int]:

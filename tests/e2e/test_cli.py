@@ -15,13 +15,11 @@ import pytest
 from tests.e2e.conftest import REPO, ServerProcess, free_port, make_data_dir, server_env
 from tests.e2e.helpers import (
     bucket_path,
-    link_many,
     read_batch_output,
     top_label,
-    write_big_png,
     write_two_colour_png,
 )
-from tests.support import make_color_model, write_image
+from tests.support import link_many, make_color_model, write_big_png, write_image
 
 pytestmark = pytest.mark.timeout(180)
 

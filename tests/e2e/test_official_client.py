@@ -13,13 +13,11 @@ from google.cloud import automl_v1
 from tests.e2e.conftest import PROJECT_LOCATION, ServerProcess, make_data_dir
 from tests.e2e.helpers import (
     bucket_path,
-    link_many,
     read_batch_output,
     top_label,
-    write_big_png,
     write_two_colour_png,
 )
-from tests.support import image_bytes, write_image
+from tests.support import image_bytes, link_many, write_big_png, write_image
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import PROJECT_LOCATION, make_data_dir
-from tests.e2e.helpers import bucket_path, link_many, read_batch_output, top_label, write_big_png
+from tests.e2e.helpers import bucket_path, read_batch_output, top_label
+from tests.support import link_many, write_big_png
 
 COLORS = ("red", "green", "blue")
 PER_COLOUR = 1000  # 3,000 images of 512x384 PNG: ~15 s of work on two cores, so the kill lands mid-way

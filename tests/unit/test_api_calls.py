@@ -15,7 +15,7 @@ from google.protobuf import json_format
 
 from batchline.api.app import create_app
 from batchline.config import Settings
-from tests.support import image_bytes, write_image
+from tests.support import image_bytes, link_many, write_big_png, write_image
 from tests.unit.test_api_batch import BASE, submit, wait_done
 
 
@@ -156,9 +156,8 @@ def test_list_operations_pages_and_filters(client: TestClient) -> None:
 
 def test_cancel_then_delete(client: TestClient, data_dir: Path) -> None:
     bucket = data_dir / "buckets" / "b"
-    for i in range(400):
-        write_image(bucket / "many" / f"{i}.jpg", "red")
-    (bucket / "in.csv").write_text("\n".join(f"gs://b/many/{i}.jpg" for i in range(400)))
+    paths = link_many(write_big_png(data_dir / "big.png", "red"), bucket / "many", 3000)
+    (bucket / "in.csv").write_text("\n".join(f"gs://b/many/{p.name}" for p in paths))
     name = submit(client, ["gs://b/in.csv"]).json()["name"]
     assert_error(client.delete(f"/v1/{name}"), 400, "FAILED_PRECONDITION", "cancel it first")
     assert client.post(f"/v1/{name}:cancel").json() == {}

@@ -9,9 +9,3 @@ from dataclasses import dataclass
 class Annotation:
     label: str
     score: float
-
-
-def sort_and_filter(annotations: list[Annotation], score_threshold: float) -> list[Annotation]:
-    """Keep annotations with score >= threshold, highest score first."""
-    kept = [a for a in annotations if a.score >= score_threshold]
-    return sorted(kept, key=lambda a: a.score, reverse=True)

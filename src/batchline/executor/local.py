@@ -1,10 +1,14 @@
-"""The local executor: a streaming, bounded pipeline in one process.
+"""The local executor: a streaming, bounded pipeline in one process, in three overlapping stages.
 
-    inputs --> thread pool (fetch + decode + resize, in parallel; I/O and codecs release the GIL)
-           --> ordered window --> batches --> runtime (its own threads) --> annotations --> shard buffers --> writer
+    fetch pool    (threads)  read each input                                 (many: waiting on I/O costs no core)
+    decode pool   (threads)  decode + resize + normalise                     (one per core; codecs release the GIL)
+    this thread              gather the inputs in order and stack batches
+    infer thread             run the model, batch after batch                (ONNX Runtime releases the GIL)
+    post thread              annotations, shard buffers, publish + commit
 
-At most `window` inputs are in flight, and a shard's lines are held only until the shard is complete, so memory
-does not grow with the number of inputs. A shard is published, then reported through `on_shard` for commit.
+Stacking the next batch and recording the last one happen while the model runs, so the model never waits on
+Python work. At most `window` inputs are being fetched and at most two batches are queued behind the model,
+and a shard's lines are held only until the shard is complete, so memory does not grow with the inputs.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from batchline.domain.annotations import Annotation
 from batchline.errors import BatchlineError, Cancelled, Internal
 from batchline.models.loaded import LoadedModel
 from batchline.storage import Storage
+
+Outcome = tuple[int, str, Any]  # input index, ID, and its preprocessed tensor or the exception it raised
 
 
 @dataclass
@@ -38,6 +44,7 @@ class ShardBuffer:
 class PipelineConfig:
     batch_size: int
     io_threads: int
+    decode_threads: int
     shard_size: int
 
 
@@ -48,11 +55,7 @@ class LocalExecutor:
         self.params = params
         self.config = config
         self.processed = 0  # read by the heartbeat for progress
-
-    def _prepare(self, uri: str) -> Any:
-        """Fetch and decode one input; a BatchlineError becomes this input's error line."""
-        self.model.problem.check_input(uri)
-        return self.model.problem.decode(self.storage.read(uri))
+        self._decoders: ThreadPoolExecutor  # the decode pool of the run in progress
 
     def run(
         self,
@@ -62,74 +65,105 @@ class LocalExecutor:
         on_shard: Callable[[ShardBuffer], None],
         cancelled: threading.Event,
     ) -> None:
+        """Predict every input not in a skipped shard; `on_shard` gets each shard once it is complete."""
         size = self.config.shard_size
-        buffers: dict[int, ShardBuffer] = {}
-        pending: list[tuple[int, str, Any]] = []
+        todo = ((i, uri) for i, uri in enumerate(inputs) if i // size not in skip_shards)
+        shards = _ShardAssembler(size, total, on_shard)
+        batch: list[Outcome] = []
+        with (
+            ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="fetch") as pool,
+            ThreadPoolExecutor(self.config.decode_threads, thread_name_prefix="decode") as self._decoders,
+            ThreadPoolExecutor(1, thread_name_prefix="infer") as infer,
+            ThreadPoolExecutor(1, thread_name_prefix="post") as post,
+        ):
+
+            def submit_batch() -> Future:
+                tensor = self.model.problem.to_batch([item for _, _, item in batch])
+                outputs = infer.submit(self.model.runtime.predict_batch, tensor)
+                return post.submit(self._record_results, shards, batch, outputs)
+
+            waiting: deque[Future] = deque()
+            for index, uri, outcome in self._fetched(todo, pool, cancelled):
+                if isinstance(outcome, BaseException):
+                    waiting.append(post.submit(self._record_error, shards, index, uri, outcome))
+                    continue
+                batch.append((index, uri, outcome))
+                if len(batch) == self.config.batch_size:
+                    waiting.append(submit_batch())
+                    batch = []
+                while len(waiting) > 2 or (waiting and waiting[0].done()):
+                    waiting.popleft().result()  # re-raises an inference or post-processing failure here
+            if batch:
+                waiting.append(submit_batch())
+            for future in waiting:
+                future.result()
+
+    def _prepare(self, uri: str) -> Any:
+        """Fetch and preprocess one input (fetch pool); a BatchlineError becomes this input's error line."""
+        self.model.problem.check_input(uri)
+        data = self.storage.read(uri)
+        # More decoders than cores would only fight over the GIL and the caches; this fetch thread waits.
+        return self._decoders.submit(self.model.problem.decode, data).result()
+
+    def _fetched(
+        self, todo: Iterator[tuple[int, str]], pool: ThreadPoolExecutor, cancelled: threading.Event
+    ) -> Iterator[Outcome]:
+        """Keep a window of inputs in flight; yield their outcomes in input order."""
         window = 2 * self.config.batch_size + self.config.io_threads
-        with ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="fetch") as pool:
-            in_flight: deque[tuple[int, str, Future]] = deque()
-            todo = ((i, uri) for i, uri in enumerate(inputs) if i // size not in skip_shards)
-            try:
-                for index, uri, outcome in self._ordered(todo, in_flight, pool, window, cancelled):
-                    key = index // size
-                    shard = buffers.setdefault(key, ShardBuffer(key, min(size, total - key * size)))
-                    if isinstance(outcome, BaseException):
-                        shard.errors.append((index, uri, _status(outcome)))
-                        self.processed += 1
-                        self._flush_complete(buffers, on_shard)
-                        continue
-                    pending.append((index, uri, outcome))
-                    if len(pending) >= self.config.batch_size:
-                        self._infer(pending, buffers, on_shard)
-                        pending = []
-                self._infer(pending, buffers, on_shard)
-            finally:
-                for _, _, future in in_flight:
-                    future.cancel()
-
-    def _ordered(
-        self,
-        todo: Iterator[tuple[int, str]],
-        in_flight: deque[tuple[int, str, Future]],
-        pool: ThreadPoolExecutor,
-        window: int,
-        cancelled: threading.Event,
-    ) -> Iterator[tuple[int, str, Any]]:
-        """Keep `window` inputs in flight; yield their outcomes (item or exception) in input order."""
+        in_flight: deque[tuple[int, str, Future]] = deque()
         exhausted = False
-        while True:
-            while not exhausted and len(in_flight) < window:
-                nxt = next(todo, None)
-                if nxt is None:
-                    exhausted = True
-                else:
-                    in_flight.append((*nxt, pool.submit(self._prepare, nxt[1])))
-            if not in_flight:
-                return
-            if cancelled.is_set():
-                raise Cancelled("cancelled by the user")
-            index, uri, future = in_flight.popleft()
-            exc = future.exception()
-            yield index, uri, exc if exc is not None else future.result()
+        try:
+            while True:
+                while not exhausted and len(in_flight) < window:
+                    nxt = next(todo, None)
+                    if nxt is None:
+                        exhausted = True
+                    else:
+                        in_flight.append((*nxt, pool.submit(self._prepare, nxt[1])))
+                if not in_flight:
+                    return
+                if cancelled.is_set():
+                    raise Cancelled("cancelled by the user")
+                index, uri, future = in_flight.popleft()
+                exc = future.exception()
+                yield index, uri, exc if exc is not None else future.result()
+        finally:
+            for _, _, future in in_flight:
+                future.cancel()
 
-    def _infer(self, pending: list[tuple[int, str, Any]], buffers: dict[int, ShardBuffer], on_shard: Callable) -> None:
-        if not pending:
-            return
-        problem = self.model.problem
-        outputs = self.model.runtime.predict_batch(problem.to_batch([item for _, _, item in pending]))
-        annotations = problem.postprocess(outputs, self.params)
-        size = self.config.shard_size
-        for (index, uri, _), found in zip(pending, annotations, strict=True):
-            buffers[index // size].results.append((index, uri, found))
-        self.processed += len(pending)
-        self._flush_complete(buffers, on_shard)
+    # -- post thread
+    def _record_results(self, shards: _ShardAssembler, batch: list[Outcome], outputs: Future) -> None:
+        annotations = self.model.problem.postprocess(outputs.result(), self.params)
+        for (index, uri, _), found in zip(batch, annotations, strict=True):
+            shards.buffer(index).results.append((index, uri, found))
+        self.processed += len(batch)
+        shards.flush_complete()
 
-    def _flush_complete(self, buffers: dict[int, ShardBuffer], on_shard: Callable[[ShardBuffer], None]) -> None:
-        for key in [k for k, b in buffers.items() if b.complete]:
-            shard = buffers.pop(key)
+    def _record_error(self, shards: _ShardAssembler, index: int, uri: str, exc: BaseException) -> None:
+        shards.buffer(index).errors.append((index, uri, _status(exc)))
+        self.processed += 1
+        shards.flush_complete()
+
+
+class _ShardAssembler:
+    """Gathers outcomes into shards and hands each complete shard, in input order, to `on_shard`."""
+
+    def __init__(self, size: int, total: int, on_shard: Callable[[ShardBuffer], None]):
+        self.size, self.total, self.on_shard = size, total, on_shard
+        self.open: dict[int, ShardBuffer] = {}
+
+    def buffer(self, index: int) -> ShardBuffer:
+        key = index // self.size
+        if key not in self.open:
+            self.open[key] = ShardBuffer(key, min(self.size, self.total - key * self.size))
+        return self.open[key]
+
+    def flush_complete(self) -> None:
+        for key in [k for k, b in self.open.items() if b.complete]:
+            shard = self.open.pop(key)
             shard.results.sort(key=lambda r: r[0])
             shard.errors.sort(key=lambda r: r[0])
-            on_shard(shard)
+            self.on_shard(shard)
 
 
 def _status(exc: BaseException) -> dict[str, Any]:

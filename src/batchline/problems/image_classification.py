@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from batchline.domain.annotations import Annotation, sort_and_filter
+from batchline.domain.annotations import Annotation
 from batchline.errors import Internal
+from batchline.models.manifest import Manifest
 from batchline.problems.base import Problem, parse_unit_interval
-from batchline.problems.images import check_image_extension, decode_image, to_tensor
+from batchline.problems.images import Normalizer, check_image_extension, decode_image, stack
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -31,6 +32,10 @@ class ImageClassification(Problem):
     row_format = "GCS_FILE_PATH"
     params_defaults = {"score_threshold": "0.5"}
 
+    def __init__(self, manifest: Manifest):
+        super().__init__(manifest)
+        self.normalize = Normalizer(manifest.input)
+
     def parse_param(self, key: str, value: str) -> Any:
         return parse_unit_interval(key, value)
 
@@ -43,10 +48,10 @@ class ImageClassification(Problem):
         check_image_extension(uri)
 
     def decode(self, data: bytes) -> np.ndarray:
-        return decode_image(data, self.manifest.input)
+        return self.normalize(decode_image(data, self.manifest.input))
 
     def to_batch(self, items: list[np.ndarray]) -> np.ndarray:
-        return to_tensor(items, self.manifest.input)
+        return stack(items)
 
     def postprocess(self, outputs: dict[str, np.ndarray], params: dict[str, Any]) -> list[list[Annotation]]:
         name = self.manifest.output.scores or next(iter(outputs))
@@ -57,8 +62,11 @@ class ImageClassification(Problem):
                 f"model output {name!r} has {raw.shape[1]} scores, but model.yaml lists {len(labels)} labels"
             )
         scores = _ACTIVATIONS[self.manifest.output.activation](raw)
-        threshold = params["score_threshold"]
-        return [
-            sort_and_filter([Annotation(label, float(s)) for label, s in zip(labels, row, strict=True)], threshold)
-            for row in scores
-        ]
+        return [self._annotations(row, labels, params["score_threshold"]) for row in scores]
+
+    @staticmethod
+    def _annotations(scores: np.ndarray, labels: list[str], threshold: float) -> list[Annotation]:
+        """Labels scoring >= threshold, highest first (filtered in numpy: models may have thousands of labels)."""
+        kept = np.flatnonzero(scores >= threshold)
+        kept = kept[np.argsort(-scores[kept], kind="stable")]
+        return [Annotation(labels[i], float(scores[i])) for i in kept]

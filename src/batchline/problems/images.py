@@ -71,12 +71,30 @@ def _resize(image: Image.Image, spec: InputSpec) -> Image.Image:
     return canvas
 
 
-def to_tensor(images: list[np.ndarray], spec: InputSpec) -> np.ndarray:
-    """Stack uint8 HxWx3 images and normalise them in one vectorised pass."""
-    batch = np.stack(images)
-    if spec.dtype == "float32":
+class Normalizer:
+    """Scale, centre and lay out one decoded image as the model wants it (run in the fetch threads).
+
+    The result is contiguous, so that stacking a batch in the inference thread is a plain copy.
+    """
+
+    def __init__(self, spec: InputSpec):
         std = np.asarray(spec.std, dtype=np.float32)
-        batch = batch.astype(np.float32) * (np.float32(spec.scale) / std) - np.asarray(spec.mean, np.float32) / std
-    if spec.layout == "nchw":
-        batch = batch.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(batch)
+        self.channels_first = spec.layout == "nchw"
+        shape = (3, 1, 1) if self.channels_first else (1, 1, 3)
+        self.factor = (np.float32(spec.scale) / std).reshape(shape)
+        self.offset = (np.asarray(spec.mean, dtype=np.float32) / std).reshape(shape)
+        self.to_float = spec.dtype == "float32"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self.channels_first:  # transpose while the pixels are still 1-byte
+            image = np.ascontiguousarray(image.transpose(2, 0, 1))
+        if not self.to_float:
+            return image
+        tensor = np.multiply(image, self.factor, dtype=np.float32)
+        tensor -= self.offset
+        return tensor
+
+
+def stack(items: list[np.ndarray]) -> np.ndarray:
+    """One contiguous batch tensor from preprocessed images."""
+    return np.stack(items)

@@ -20,6 +20,8 @@ class OnnxRuntime(Runtime):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # Idle intra-op threads would otherwise spin, taking the cores that decode the next batch meanwhile.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [p for p in _PREFERRED if p in ort.get_available_providers()]
         try:
             self.session = ort.InferenceSession(str(artifact), options, providers=providers)

@@ -1,0 +1,712 @@
+"""batchline's speed, measured side by side in one run (see shared BENCHMARKS.md and bench/README.md).
+
+    .venv/bin/python bench/run.py --n 2000          # every figure and the bars
+    .venv/bin/python bench/run.py --rss-check       # peak server RSS at N = 2,000 vs N = 20,000
+
+Inputs: N 640x480 JPEGs (generated once, cached in bench/out/images-640x480-q90/) and MobileNetV3-Small 224 with
+random weights (bench/mobilenet.py, cached in bench/out/mobilenetv3-small/; built with a torch venv on first use).
+Each run makes a fresh data dir under bench/out/, imports the model with `batchline models import`, and measures:
+
+  model-only   ONNX Runtime alone on pre-decoded tensors, best of batch 1 / 8 / 32, intra-op threads = cores
+  decode-only  batchline's decode + to_batch (read + decode + resize + normalise) on every core,
+               a pool of cores-many threads and one of cores-many processes; the faster counts
+  limit        n / (c_dec + c_model), c_x = n / rate_x: core-seconds per image in each stage
+  end-to-end   the real `batchline serve` subprocess: batchPredict over HTTP, poll until done; N / (done - submit)
+  naive        one Python loop: read, PIL decode, resize, normalise, session.run on one image, append a JSON line
+  six-image    submit-to-done time of a six-image batchPredict on the warm server (polled every 20 ms)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+OUT = BENCH / "out"
+MODEL_DIR = OUT / "mobilenetv3-small"
+WIDTH, HEIGHT, QUALITY = 640, 480, 90
+IMAGES = OUT / f"images-{WIDTH}x{HEIGHT}-q{QUALITY}"
+PROJECT, LOCATION, BUCKET = "bench", "us-central1", "bench"
+DEFAULT_TORCH_PYTHON = "/tmp/benchenv/bin/python"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# The bars from the issue (set for N = 2,000 on the 2-core machine).
+BAR_LIMIT_RATIO = 0.8
+BAR_NAIVE_RATIO = 2.0
+BAR_SIX_SECONDS = 1.5
+BAR_RSS_GROWTH = 1.25
+
+
+# ---------------------------------------------------------------------------------------------------- the machine
+def n_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def system_busy_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine, from /proc/stat; (0, 0) where there is none."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process (all its threads) so far."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        parts = stat[stat.rindex(")") + 2 :].split()
+        return (int(parts[11]) + int(parts[12])) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        try:
+            import psutil
+
+            times = psutil.Process(pid).cpu_times()
+            return times.user + times.system
+        except Exception:  # noqa: BLE001 - no way to tell; report nothing rather than fail the run
+            return float("nan")
+
+
+class CpuMeter:
+    """Cores kept busy between start() and stop(): by one process, and by the whole machine."""
+
+    def __init__(self, pid: int | None = None):
+        self.pid = pid
+
+    def start(self) -> CpuMeter:
+        self.t0 = time.perf_counter()
+        self.proc0 = process_cpu_seconds(self.pid) if self.pid else 0.0
+        self.sys0 = system_busy_ticks()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.t0
+        proc = (process_cpu_seconds(self.pid) - self.proc0) if self.pid else float("nan")
+        busy1, total1 = system_busy_ticks()
+        busy, total = busy1 - self.sys0[0], total1 - self.sys0[1]
+        machine = (busy / total * n_all_cpus()) if total else float("nan")
+        return {"wall_s": wall, "process_cpu_s": proc, "process_cores": proc / wall, "machine_cores": machine}
+
+
+def n_all_cpus() -> int:
+    return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+def ensure_model(torch_python: str) -> None:
+    if (MODEL_DIR / "model.onnx").is_file() and (MODEL_DIR / "model.yaml").is_file():
+        return
+    if not Path(torch_python).exists():
+        sys.exit(
+            f"the model is not built yet and {torch_python} does not exist; make a torch venv once:\n"
+            f"  python3 -m venv /tmp/benchenv && /tmp/benchenv/bin/pip install torch==2.13.0 onnx\n"
+            f"(or pass --torch-python PYTHON_WITH_TORCH)"
+        )
+    print(f"building the model with {torch_python} bench/mobilenet.py ...", flush=True)
+    subprocess.run([torch_python, str(BENCH / "mobilenet.py"), "--out", str(MODEL_DIR)], check=True)
+
+
+_NOISE: np.ndarray | None = None
+
+
+def _noise() -> np.ndarray:
+    global _NOISE
+    if _NOISE is None:  # one fixed noise field per process; each image takes a random window of it
+        _NOISE = np.random.default_rng(12345).normal(0, 7, (2 * HEIGHT, 2 * WIDTH, 3)).astype(np.int16)
+    return _NOISE
+
+
+def make_jpeg(index: int) -> bytes:
+    """A photo-like 640x480 JPEG (q90, ~80 KB): a smooth colour field, 8-19 flat shapes, sensor-like noise."""
+    rng = np.random.default_rng(index)
+    field_ = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    image = Image.fromarray(field_).resize((WIDTH, HEIGHT), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(8, 20))):
+        x0, y0 = int(rng.integers(-100, WIDTH)), int(rng.integers(-100, HEIGHT))
+        x1, y1 = x0 + int(rng.integers(20, 300)), y0 + int(rng.integers(20, 300))
+        fill = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=fill)
+    oy, ox = int(rng.integers(0, HEIGHT)), int(rng.integers(0, WIDTH))
+    pixels = np.asarray(image, dtype=np.int16) + _noise()[oy : oy + HEIGHT, ox : ox + WIDTH]
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=QUALITY)
+    return buffer.getvalue()
+
+
+def image_path(index: int) -> Path:
+    return IMAGES / f"img_{index:06d}.jpg"
+
+
+def _write_images(indices: list[int]) -> int:
+    for index in indices:
+        path = image_path(index)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(make_jpeg(index))
+        tmp.replace(path)
+    return len(indices)
+
+
+def ensure_images(n: int, workers: int) -> list[Path]:
+    """The first n cached JPEGs, generating those missing (in parallel); the same index always gives the same file."""
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    missing = [i for i in range(n) if not image_path(i).is_file()]
+    if missing:
+        print(f"generating {len(missing):,} {WIDTH}x{HEIGHT} JPEGs into {IMAGES} (cached) ...", flush=True)
+        t0 = time.perf_counter()
+        chunks = [missing[i : i + 100] for i in range(0, len(missing), 100)]
+        with ProcessPoolExecutor(workers) as pool:
+            done = 0
+            for count in pool.map(_write_images, chunks):
+                done += count
+                if done % 2000 < count:
+                    print(f"  {done:,} / {len(missing):,}", flush=True)
+        print(f"  generated in {time.perf_counter() - t0:.1f} s", flush=True)
+    return [image_path(i) for i in range(n)]
+
+
+def warm_page_cache(paths: list[Path]) -> int:
+    """Read every file once so that every figure sees the same, warm page cache; total bytes."""
+    return sum(len(p.read_bytes()) for p in paths)
+
+
+@dataclass
+class DataDir:
+    root: Path
+    uris: list[str]
+    csvs: dict[str, str] = field(default_factory=dict)  # name -> gs:// URI of a CSV listing inputs
+
+    def add_csv(self, name: str, uris: list[str]) -> str:
+        path = self.root / "buckets" / BUCKET / "csv" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(u + "\n" for u in uris))
+        self.csvs[name] = f"gs://{BUCKET}/csv/{name}.csv"
+        return self.csvs[name]
+
+    def local(self, uri: str) -> Path:
+        bucket, _, key = uri.removeprefix("gs://").partition("/")
+        return self.root / "buckets" / bucket / key
+
+
+def make_data_dir(paths: list[Path]) -> DataDir:
+    """A fresh batchline data dir whose embedded bucket gs://bench/images/ holds the images (hard links)."""
+    root = Path(tempfile.mkdtemp(prefix="data-", dir=OUT))
+    images = root / "buckets" / BUCKET / "images"
+    images.mkdir(parents=True)
+    uris = []
+    for path in paths:
+        target = images / path.name
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+        uris.append(f"gs://{BUCKET}/images/{path.name}")
+    return DataDir(root, uris)
+
+
+def batchline_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "batchline"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "batchline"]
+
+
+def import_model(data: DataDir) -> str:
+    result = subprocess.run(
+        [*batchline_cmd(), "models", "import", str(MODEL_DIR), "--data-dir", str(data.root)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        sys.exit(f"batchline models import failed:\n{result.stdout}{result.stderr}")
+    from batchline.models.manifest import load_manifest
+
+    return load_manifest(MODEL_DIR).id
+
+
+def check_model_matches_reference(runtime: Any) -> None:
+    """ONNX Runtime must give what torch gave at export: the model is the network it claims to be."""
+    ref = MODEL_DIR / "reference.npz"
+    if not ref.is_file():
+        return
+    data = np.load(ref)
+    got = runtime.predict_batch(data["input"])["logits"]
+    if not np.allclose(got, data["logits"], rtol=1e-3, atol=1e-4):
+        diff = np.abs(got - data["logits"]).max()
+        sys.exit(f"the ONNX model disagrees with torch's reference output (max diff {diff}); rebuild it with --force")
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+def model_only(runtime: Any, tensors: np.ndarray, seconds: float) -> dict[int, float]:
+    """Images/s of the session alone at batch 1, 8 and 32, each run for about `seconds`."""
+    rates = {}
+    for batch_size in (1, 8, 32):
+        batch = np.ascontiguousarray(tensors[:batch_size])
+        for _ in range(3):
+            runtime.predict_batch(batch)
+        runs, t0 = 0, time.perf_counter()
+        while True:
+            runtime.predict_batch(batch)
+            runs += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds and runs * batch_size >= 64:
+                break
+        rates[batch_size] = runs * batch_size / elapsed
+    return rates
+
+
+_MANIFEST: Any = None
+
+
+def _init_decoder(manifest: Any) -> None:
+    global _MANIFEST
+    _MANIFEST = manifest
+
+
+def _decode_chunk(paths: list[str], manifest: Any = None) -> int:
+    """What batchline does per image before the model: read the file, the problem's decode, then to_batch."""
+    from batchline.problems import problem_for
+
+    problem = problem_for(manifest or _MANIFEST)
+    problem.to_batch([problem.decode(Path(p).read_bytes()) for p in paths])
+    return len(paths)
+
+
+def decode_only(paths: list[Path], manifest: Any, workers: int, batch_size: int) -> dict[str, float]:
+    """Images/s of read + decode + resize + normalise on every core: threads, then processes."""
+    chunks = [[str(p) for p in paths[i : i + batch_size]] for i in range(0, len(paths), batch_size)]
+    rates = {}
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(_decode_chunk, chunks[: workers * 2], [manifest] * (workers * 2)))  # warm-up
+        t0 = time.perf_counter()
+        count = sum(pool.map(_decode_chunk, chunks, [manifest] * len(chunks)))
+        rates["threads"] = count / (time.perf_counter() - t0)
+    with ProcessPoolExecutor(workers, initializer=_init_decoder, initargs=(manifest,)) as pool:
+        list(pool.map(_decode_chunk, chunks[: workers * 2]))  # start the processes and import, untimed
+        t0 = time.perf_counter()
+        count = sum(pool.map(_decode_chunk, chunks))
+        rates["processes"] = count / (time.perf_counter() - t0)
+    return rates
+
+
+def naive_loop(paths: list[Path], session: Any, input_name: str, spec: Any, labels: list[str], out: Path) -> float:
+    """The loop a user writes first: file -> PIL -> resize -> normalise -> session.run(1 image) -> JSON line."""
+    height, width = spec.size
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    t0 = time.perf_counter()
+    with out.open("w") as sink:
+        for path in paths:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+            x = (np.asarray(rgb, np.float32) * np.float32(spec.scale) - mean) / std
+            x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+            logits = session.run(None, {input_name: x})[0][0]
+            scores = np.exp(logits - logits.max())
+            scores /= scores.sum()
+            top = np.argsort(scores)[::-1][:5]
+            annotations = [{"display_name": labels[i], "classification": {"score": float(scores[i])}} for i in top]
+            sink.write(json.dumps({"ID": str(path), "annotations": annotations}) + "\n")
+    return len(paths) / (time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------------- the server
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_proc_status(pid: int, key: str) -> int | None:
+    """A kB field of /proc/PID/status (VmHWM = peak RSS, VmRSS = RSS now) in bytes."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class RssSampler(threading.Thread):
+    """Largest RSS seen, sampled every 50 ms: the fallback where /proc/PID/status has no VmHWM."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop_event = pid, 0, threading.Event()
+        try:
+            import psutil
+
+            self._proc = psutil.Process(pid)
+        except Exception:  # noqa: BLE001 - psutil missing or the process gone
+            self._proc = None
+
+    def run(self) -> None:
+        while not self.stop_event.wait(0.05):
+            rss = read_proc_status(self.pid, "VmRSS")
+            if rss is None and self._proc is not None:
+                try:
+                    rss = self._proc.memory_info().rss
+                except Exception:  # noqa: BLE001
+                    rss = None
+            self.peak = max(self.peak, rss or 0)
+
+
+class Server:
+    """`batchline serve` on a free local port, as a subprocess, with its own data dir."""
+
+    def __init__(self, data: DataDir):
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.base = f"{self.url}/v1/projects/{PROJECT}/locations/{LOCATION}"
+        self.log_path = data.root / f"server-{self.port}.log"
+        cmd = [*batchline_cmd(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+               "--data-dir", str(data.root)]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=data.root)
+        self.client = httpx.Client(timeout=60)
+        self.sampler = RssSampler(self.proc.pid)
+        self.sampler.start()
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"batchline serve exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                if self.client.get(f"{self.base}/models").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        sys.exit(f"batchline serve did not answer within {timeout} s; see {self.log_path}")
+
+    def batch_predict(self, model_id: str, csv_uri: str, out_uri: str) -> str:
+        body = {
+            "inputConfig": {"gcsSource": {"inputUris": [csv_uri]}},
+            "outputConfig": {"gcsDestination": {"outputUriPrefix": out_uri}},
+        }
+        reply = self.client.post(f"{self.base}/models/{model_id}:batchPredict", json=body)
+        if reply.status_code != 200:
+            sys.exit(f"batchPredict was refused: {reply.status_code} {reply.text}")
+        return reply.json()["name"]
+
+    def wait_done(self, op_name: str, poll: float, timeout: float = 3600) -> dict:
+        url = f"{self.url}/v1/{op_name}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                op = self.client.get(url).json()
+            except httpx.HTTPError as exc:
+                if self.proc.poll() is not None:
+                    sys.exit(f"batchline serve died ({self.proc.returncode}):\n{self.log_path.read_text()[-4000:]}")
+                raise SystemExit(f"polling {url} failed: {exc}") from None
+            if op.get("done"):
+                return op
+            time.sleep(poll)
+        sys.exit(f"operation {op_name} not done after {timeout} s")
+
+    def run_job(self, model_id: str, csv_uri: str, expected: int, poll: float) -> float:
+        """Submit, poll until done, check the outputs; seconds from submit to done."""
+        t0 = time.perf_counter()
+        name = self.batch_predict(model_id, csv_uri, f"gs://{BUCKET}/out/")
+        op = self.wait_done(name, poll)
+        elapsed = time.perf_counter() - t0
+        if "error" in op:
+            sys.exit(f"the job failed: {op['error']}")
+        self._check_outputs(op, expected)
+        return elapsed
+
+    def _check_outputs(self, op: dict, expected: int) -> None:
+        folder = self.data.local(op["metadata"]["batchPredictDetails"]["outputInfo"]["gcsOutputDirectory"])
+        results = sum(_count_lines(p) for p in folder.glob("image_classification_*.jsonl"))
+        errors = sum(_count_lines(p) for p in folder.glob("errors_*.jsonl"))
+        if results != expected or errors:
+            sys.exit(f"{folder}: {results} result lines and {errors} error lines, expected {expected} results")
+
+    def peak_rss(self) -> int:
+        return read_proc_status(self.proc.pid, "VmHWM") or self.sampler.peak
+
+    def stop(self) -> None:
+        self.sampler.stop_event.set()
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle)
+
+
+class PySpy:
+    """Optional: py-spy records the server while the big job runs (--py-spy FILE)."""
+
+    def __init__(self, target: Path | None, pid: int):
+        self.proc = None
+        if target is None:
+            return
+        exe = shutil.which("py-spy") or next(
+            (str(p) for p in (Path(sys.executable).parent / "py-spy", Path("/tmp/benchenv/bin/py-spy")) if p.exists()),
+            None,
+        )
+        if exe is None:
+            print("py-spy not found (pip install py-spy); not profiling", file=sys.stderr)
+            return
+        fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(target.suffix, "raw")
+        cmd = [exe, "record", "--pid", str(pid), "--rate", "200", "--threads", "--idle", "--format", fmt,
+               "--output", str(target)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)  # let it attach before the job starts
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+# ---------------------------------------------------------------------------------------------------- reporting
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def print_header(args: argparse.Namespace, manifest: Any, cores: int, image_bytes: int, count: int) -> None:
+    import onnxruntime
+
+    overrides = {k: v for k, v in os.environ.items() if k.startswith("BATCHLINE_")}
+    print("== batchline benchmark")
+    print(f"machine      {cores} cores usable ({n_all_cpus()} online), {cpu_model()}; load average at start "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"software     Python {platform.python_version()}, ONNX Runtime {onnxruntime.__version__} "
+          f"({', '.join(onnxruntime.get_available_providers())}), numpy {np.__version__}")
+    print(f"model        MobileNetV3-Small {manifest.input.size[0]}x{manifest.input.size[1]}, "
+          f"{len(manifest.labels)} classes, random weights, fp32, batch_size {manifest.batch_size} ({MODEL_DIR})")
+    print(f"images       N = {count:,} JPEGs {WIDTH}x{HEIGHT} q{QUALITY}, mean {image_bytes / count / 1024:.0f} KiB")
+    print(f"server       batchline serve, settings: {overrides or 'defaults'}")
+
+
+def line(name: str, value: str, note: str = "") -> None:
+    print(f"{name:<28}{value:>16}   {note}")
+
+
+# ---------------------------------------------------------------------------------------------------- the runs
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    from batchline.models.manifest import load_manifest
+    from batchline.problems import problem_for
+    from batchline.runtimes.onnx import OnnxRuntime
+
+    cores = n_cores()
+    ensure_model(args.torch_python)
+    manifest = load_manifest(MODEL_DIR)
+    paths = ensure_images(args.n, cores)
+    image_bytes = warm_page_cache(paths)
+    print_header(args, manifest, cores, image_bytes, len(paths))
+    data = make_data_dir(paths)
+    figures: dict[str, Any] = {"n": args.n, "cores": cores, "cpu": cpu_model(), "load_average_start": os.getloadavg()}
+    server = None
+    try:
+        model_id = import_model(data)
+        spec = manifest.input
+        sample = min(len(paths), args.sample)
+        runtime = OnnxRuntime(manifest, MODEL_DIR / manifest.artifact, threads=cores)
+        check_model_matches_reference(runtime)
+        problem = problem_for(manifest)
+        tensors = problem.to_batch([problem.decode(p.read_bytes()) for p in paths[:32]])
+
+        print("\n-- figures (images per second unless said otherwise)")
+        model_rates = model_only(runtime, tensors, args.model_seconds)
+        best_batch = max(model_rates, key=model_rates.get)
+        rate_model = model_rates[best_batch]
+        line("model-only", f"{rate_model:,.0f}", f"best batch {best_batch}; " + ", ".join(
+            f"b{b}: {r:,.0f}" for b, r in model_rates.items()) + f"; {cores} intra-op threads")
+
+        decode_rates = decode_only(paths[:sample], manifest, cores, manifest.batch_size)
+        best_pool = max(decode_rates, key=decode_rates.get)
+        rate_dec = decode_rates[best_pool]
+        line("decode-only", f"{rate_dec:,.0f}", f"{cores} {best_pool} (faster); " + ", ".join(
+            f"{k}: {r:,.0f}" for k, r in decode_rates.items()) + f"; {sample:,} images")
+
+        c_model, c_dec = cores / rate_model, cores / rate_dec
+        limit = cores / (c_dec + c_model)
+        line("limit", f"{limit:,.0f}", f"n / (c_dec + c_model); c_dec {c_dec * 1e3:.2f} ms, "
+             f"c_model {c_model * 1e3:.2f} ms core-time per image")
+
+        server = Server(data)
+        data.add_csv("warm", data.uris[:6])
+        first_six = server.run_job(model_id, data.csvs["warm"], 6, poll=0.02)
+        spy = PySpy(args.py_spy, server.proc.pid)
+        meter = CpuMeter(server.proc.pid).start()
+        e2e_seconds = server.run_job(model_id, data.add_csv("all", data.uris), len(data.uris), poll=args.poll)
+        cpu = meter.stop()
+        spy.stop()
+        rate_e2e = len(data.uris) / e2e_seconds
+        peak = server.peak_rss()
+        per_image_ms = cpu["process_cpu_s"] / len(data.uris) * 1e3
+        line("batchline end-to-end", f"{rate_e2e:,.0f}", f"{len(data.uris):,} images in {e2e_seconds:.2f} s "
+             f"submit-to-done; server busy {cpu['process_cores']:.2f} cores ({per_image_ms:.2f} ms CPU per image), "
+             f"whole machine {cpu['machine_cores']:.2f}")
+        line("server peak RSS", mib(peak), "VmHWM of the batchline serve process")
+
+        naive_paths = paths[:sample]
+        with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+            rate_naive = naive_loop(naive_paths, runtime.session, runtime.input_name, spec, manifest.labels,
+                                    Path(tmp) / "naive.jsonl")
+        line("naive loop", f"{rate_naive:,.0f}", f"{len(naive_paths):,} images, PIL, batch 1, same session")
+
+        six = [server.run_job(model_id, data.add_csv(f"six{i}", data.uris[6 * i + 6 : 6 * i + 12]), 6, poll=0.02)
+               for i in range(args.six_repeats)]
+        six_median = statistics.median(six)
+        line("six-image job", f"{six_median:.3f} s", f"submit-to-done, median of {len(six)} on the warm server "
+             f"(min {min(six):.3f}, max {max(six):.3f}; first job after start {first_six:.3f})")
+        figures.update(
+            model_only=model_rates, model_best_batch=best_batch, decode_only=decode_rates, decode_best=best_pool,
+            c_model_s=c_model, c_dec_s=c_dec, limit=limit, end_to_end=rate_e2e, end_to_end_seconds=e2e_seconds,
+            server_cpu=cpu, peak_rss_bytes=peak, naive=rate_naive, six_image_s=six, six_image_median_s=six_median,
+            first_job_s=first_six,
+        )
+
+        print("\n-- ratios and bars" + ("" if args.n == 2000 else " (the bars are set for N = 2,000)"))
+        to_limit, to_naive = rate_e2e / limit, rate_e2e / rate_naive
+        line("end-to-end / limit", f"{to_limit:.2f}", f"bar >= {BAR_LIMIT_RATIO}   "
+             f"{verdict(to_limit >= BAR_LIMIT_RATIO)}")
+        line("end-to-end / naive", f"{to_naive:.2f}", f"bar >= {BAR_NAIVE_RATIO}   "
+             f"{verdict(to_naive >= BAR_NAIVE_RATIO)}")
+        line("six-image job", f"{six_median:.3f} s", f"bar <= {BAR_SIX_SECONDS} s "
+             f"{verdict(six_median <= BAR_SIX_SECONDS)} (median; worst {max(six):.3f} s)")
+        figures["bars"] = {
+            "end_to_end_over_limit": [to_limit, to_limit >= BAR_LIMIT_RATIO],
+            "end_to_end_over_naive": [to_naive, to_naive >= BAR_NAIVE_RATIO],
+            "six_image_median_s": [six_median, six_median <= BAR_SIX_SECONDS],
+        }
+        print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+              f"(other work on the machine makes every figure lower; the ratios are what to compare)")
+        if args.py_spy and spy.proc is not None:
+            print(f"py-spy profile of the server during the end-to-end job: {args.py_spy}")
+    finally:
+        if server is not None:
+            server.stop()
+        if not args.keep:
+            shutil.rmtree(data.root, ignore_errors=True)
+        else:
+            print(f"kept the data dir {data.root}")
+    return figures
+
+
+def run_rss_check(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak RSS of the server for a job of each size in --rss-sizes, each on a fresh server."""
+    from batchline.models.manifest import load_manifest
+
+    cores = n_cores()
+    ensure_model(args.torch_python)
+    manifest = load_manifest(MODEL_DIR)
+    sizes = sorted(args.rss_sizes)
+    paths = ensure_images(max(sizes), cores)
+    image_bytes = warm_page_cache(paths) if args.warm_cache else sum(p.stat().st_size for p in paths)
+    print_header(args, manifest, cores, image_bytes, len(paths))
+    print("\n-- peak RSS of batchline serve by job size (a fresh server per size)")
+    figures: dict[str, Any] = {"cores": cores, "rss": {}}
+    data = make_data_dir(paths)
+    try:
+        model_id = import_model(data)
+        for n in sizes:
+            csv = data.add_csv(f"n{n}", data.uris[:n])
+            server = Server(data)
+            try:
+                seconds = server.run_job(model_id, csv, n, poll=args.poll)
+                peak = server.peak_rss()
+            finally:
+                server.stop()
+            figures["rss"][n] = {"peak_rss_bytes": peak, "seconds": seconds, "rate": n / seconds}
+            line(f"N = {n:,}", mib(peak), f"{n / seconds:,.0f} img/s, {seconds:.1f} s submit-to-done")
+        small, large = figures["rss"][sizes[0]]["peak_rss_bytes"], figures["rss"][sizes[-1]]["peak_rss_bytes"]
+        growth = large / small
+        line(f"RSS {sizes[-1]:,} / {sizes[0]:,}", f"{growth:.3f}",
+             f"bar <= {BAR_RSS_GROWTH} (within 25 %)   {verdict(growth <= BAR_RSS_GROWTH)}")
+        figures["rss_growth"] = [growth, growth <= BAR_RSS_GROWTH]
+    finally:
+        if not args.keep:
+            shutil.rmtree(data.root, ignore_errors=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000, help="images in the end-to-end job (default %(default)s)")
+    parser.add_argument("--sample", type=int, default=2000,
+                        help="images for the decode-only and naive figures, at most N (default %(default)s)")
+    parser.add_argument("--model-seconds", type=float, default=3.0, help="seconds per batch size in model-only")
+    parser.add_argument("--six-repeats", type=int, default=5, help="six-image jobs to time (median reported)")
+    parser.add_argument("--poll", type=float, default=0.1,
+                        help="poll interval for the big jobs, seconds (each poll costs the server ~1-3 ms of CPU)")
+    parser.add_argument("--rss-check", action="store_true", help="compare the server's peak RSS across --rss-sizes")
+    parser.add_argument("--rss-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[2000, 20000],
+                        help="job sizes for --rss-check (default 2000,20000)")
+    parser.add_argument("--warm-cache", action=argparse.BooleanOptionalAction, default=True,
+                        help="read every image once before measuring (default on)")
+    parser.add_argument("--torch-python", default=os.environ.get("BENCH_TORCH_PYTHON", DEFAULT_TORCH_PYTHON),
+                        help="a Python with torch, to build the model on first use (default %(default)s)")
+    parser.add_argument("--py-spy", type=Path, help="record the server with py-spy during the end-to-end job "
+                        "into this file (.svg flame graph, .json speedscope, else raw collapsed stacks)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the run's data dir (server log, outputs)")
+    parser.add_argument("--strict", action="store_true", help="exit 2 when a bar fails")
+    args = parser.parse_args(argv)
+    if args.n < 12 + 6 * args.six_repeats and not args.rss_check:
+        parser.error(f"--n must be at least {12 + 6 * args.six_repeats} (the six-image jobs take distinct images)")
+    args.sample = min(args.sample, args.n)
+    OUT.mkdir(parents=True, exist_ok=True)
+    figures = run_rss_check(args) if args.rss_check else run_all(args)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    failed = [k for k, v in {**figures.get("bars", {}), "rss": figures.get("rss_growth", [0, True])}.items()
+              if not v[1]]
+    return 2 if args.strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
