@@ -61,12 +61,12 @@ class JobRun:
     def execute(self) -> tuple[JobState, dict]:
         job, store, problem = self.job, self.store, self.model.problem
         params = problem.parse_params(job.request.get("params") or {})
+        uris = job.request["inputConfig"]["gcsSource"]["inputUris"]
+        total = count_inputs(self.storage, uris, problem)  # a bad input file fails the job before any output
         if job.output_dir is None:
             prefix = job.request["outputConfig"]["gcsDestination"]["outputUriPrefix"]
             job.output_dir = join(prefix, output_dir_name(self.model.stored.manifest.display_name, job.create_time))
             store.update(job.id, output_dir=job.output_dir)
-        uris = job.request["inputConfig"]["gcsSource"]["inputUris"]
-        total = count_inputs(self.storage, uris, problem)
         committed = store.committed_shards(job.id)
         self._committed_before = sum(s.succeeded + s.failed for s in committed)
         store.update(job.id, total=total, processed=self._committed_before)
