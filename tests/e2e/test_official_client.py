@@ -17,7 +17,7 @@ from tests.e2e.helpers import (
     top_label,
     write_two_colour_png,
 )
-from tests.support import image_bytes, link_many, write_big_png, write_image
+from tests.support import image_bytes, link_many, make_color_model, write_big_png, write_image
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -180,6 +180,19 @@ def test_deploy_and_undeploy_are_operations_that_change_the_model(env):
 
     with pytest.raises(exceptions.NotFound):
         automl.deploy_model(name=f"{PROJECT_LOCATION}/models/no-such-model")
+
+
+def test_delete_model_is_an_operation_and_the_model_is_gone(env, tmp_path):
+    from batchline.models.repository import ModelRepository
+
+    ModelRepository(env["data"] / "models").import_folder(make_color_model(tmp_path / "doomed", "doomed"))
+    name = f"{PROJECT_LOCATION}/models/doomed"
+    assert env["automl"].get_model(name=name).display_name == "doomed"
+    op = env["automl"].delete_model(name=name)
+    op.result(timeout=30)
+    assert op.done() and op.exception() is None
+    with pytest.raises(exceptions.NotFound):
+        env["automl"].get_model(name=name)
 
 
 def test_operations_get_list_delete(env):

@@ -5,6 +5,8 @@
 * `job_store`: a fresh JobStore, once on SQLite and once on PostgreSQL (a new database per test).
 * `gcs_emulator` / `gcs_bucket`: a real gcp-storage-emulator process and a fresh bucket in it; gcsfs reaches it
   through STORAGE_EMULATOR_HOST.
+* `s3_server` / `s3_bucket`: a real moto S3 server process (`moto_server`) and a fresh bucket in it; s3fs reaches
+  it through the standard AWS_ENDPOINT_URL (botocore's own setting), with dummy AWS_* credentials.
 
 A missing PostgreSQL or emulator FAILS the tests that need it, saying what to install, unless
 BATCHLINE_TEST_ALLOW_SKIP=1 is set (then they are skipped).
@@ -312,3 +314,91 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulat
 def gcs_bucket(gcs_emulator: GcsEmulator) -> str:
     """A new, empty bucket in the emulator (its name; lower case, unique per test)."""
     return gcs_emulator.create_bucket(f"it-{uuid.uuid4().hex[:12]}")
+
+
+# ------------------------------------------------------------------------------------------ S3 (moto's server)
+
+# What the session sets while moto runs: botocore (under s3fs) reads all of these itself, so batchline's s3:// needs
+# no setting of its own to reach the server. Values there before are put back afterwards.
+_S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ENDPOINT_URL": "",  # the server's URL, once it listens
+}
+# ...and what is unset meanwhile: any of these from the machine's environment would steer botocore elsewhere.
+_S3_ENV_UNSET = (
+    "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_REGION",
+)
+
+
+@dataclass
+class S3Server:
+    url: str
+    log: Path
+    make_fs: Callable[[], object]
+
+    def create_bucket(self, name: str) -> str:
+        self.make_fs().mkdir(name)
+        return name
+
+
+def _clear_s3fs_instances() -> None:
+    """Forget cached S3FileSystem instances: one made before (or after) the session would keep its endpoint."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real moto S3 server (in memory) in its own process; AWS_ENDPOINT_URL and dummy credentials point at it."""
+    try:
+        import moto.server  # noqa: F401
+        import s3fs
+    except ImportError as exc:
+        missing(f"{exc.name} is not installed: `pip install -e '.[test]'` (s3fs and moto[server])")
+    folder = tmp_path_factory.mktemp("s3-server")
+    log = folder / "moto.log"
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_for_port(port, proc, 30, log)
+    except RuntimeError as exc:
+        proc.kill()
+        pytest.fail(f"moto_server did not start: {exc}", pytrace=False)
+    url = f"http://127.0.0.1:{port}"
+    previous = {name: os.environ.get(name) for name in (*_S3_ENV, *_S3_ENV_UNSET)}
+    os.environ.update(_S3_ENV, AWS_ENDPOINT_URL=url)
+    for name in _S3_ENV_UNSET:
+        os.environ.pop(name, None)
+    _clear_s3fs_instances()
+
+    def make_fs() -> object:  # its own instance: listings made here must not leave entries in shared caches
+        return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+
+    try:
+        yield S3Server(url, log, make_fs)
+    finally:
+        _clear_s3fs_instances()
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket in the moto server (its name; lower case, unique per test)."""
+    return s3_server.create_bucket(f"it-{uuid.uuid4().hex[:12]}")

@@ -132,6 +132,16 @@ def test_deploy_and_undeploy(client: TestClient) -> None:
     assert client.get(f"{BASE}/models/colors").json()["deploymentState"] == "UNDEPLOYED"
 
 
+def test_delete_model(client: TestClient) -> None:
+    op = client.delete(f"{BASE}/models/colors").json()
+    assert op["done"] and op["response"] == {"@type": "type.googleapis.com/google.protobuf.Empty"}
+    assert "deleteDetails" in op["metadata"]
+    strict_operation(op)
+    assert_error(client.get(f"{BASE}/models/colors"), 404, "NOT_FOUND", "colors")
+    assert_error(client.delete(f"{BASE}/models/colors"), 404, "NOT_FOUND")
+    assert client.get(f"{BASE}/models").json()["model"] == []
+
+
 def test_models_get_and_list(client: TestClient) -> None:
     model = client.get(f"{BASE}/models/colors").json()
     assert model["name"] == "projects/p/locations/us-central1/models/colors"

@@ -100,6 +100,11 @@ def _model_routes(router: APIRouter, services: Services) -> None:
         model_id, _ = _split_verb(segment, set())
         return schemas.model_resource(project, location, models.get(model_id), models.is_deployed(model_id))
 
+    @router.delete(PREFIX + "/models/{segment}")
+    def delete_model(project: str, location: str, segment: str) -> dict:
+        model_id, _ = _split_verb(segment, set())
+        return schemas.operation(models.delete(project, location, model_id))
+
     @router.post(PREFIX + "/models/{segment}")
     async def model_method(project: str, location: str, segment: str, request: Request) -> dict:
         model_id, verb = _split_verb(segment, {"predict", "batchPredict", "deploy", "undeploy"})

@@ -128,6 +128,7 @@ _DETAILS = {
     JobKind.BATCH_PREDICT: "batchPredictDetails",
     JobKind.DEPLOY_MODEL: "deployModelDetails",
     JobKind.UNDEPLOY_MODEL: "undeployModelDetails",
+    JobKind.DELETE_MODEL: "deleteDetails",
 }
 
 

@@ -15,6 +15,7 @@ class JobKind(StrEnum):
     BATCH_PREDICT = "batch_predict"
     DEPLOY_MODEL = "deploy_model"
     UNDEPLOY_MODEL = "undeploy_model"
+    DELETE_MODEL = "delete_model"
 
 
 class JobState(StrEnum):

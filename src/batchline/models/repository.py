@@ -40,6 +40,13 @@ class ModelRepository:
         ids = sorted(p.name for p in self.root.iterdir() if (p / MANIFEST_FILE).is_file())
         return [self.get(model_id) for model_id in ids]
 
+    def delete(self, model_id: str) -> None:
+        """Remove a model's folder; it disappears at once (a rename), then its files go."""
+        folder = self.get(model_id).path
+        trash = Path(tempfile.mkdtemp(prefix=".delete-", dir=self.root))
+        folder.rename(trash / model_id)
+        shutil.rmtree(trash)
+
     def import_folder(self, source: Path, model_id: str | None = None, display_name: str | None = None) -> StoredModel:
         """Copy a model folder in, after checking its manifest and that the runtime can load it."""
         from batchline.runtimes import load_runtime  # the runtime is heavy; only imports need it here

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from batchline.domain.jobs import Job, JobKind, JobState
-from batchline.errors import InvalidArgument
+from batchline.errors import InvalidArgument, NotFound
 from batchline.models.repository import ModelRepository
 from batchline.problems import problem_for
 from batchline.storage import Storage
@@ -38,7 +38,7 @@ class JobService:
     def get(self, project: str, location: str, job_id: str) -> Job:
         job = self.store.get(job_id)
         if (job.project, job.location) != (project, location):
-            self.store.get(f"{job_id} in projects/{project}/locations/{location}")  # raises NotFound
+            raise NotFound(f"operation {job_id!r} not found in projects/{project}/locations/{location}")
         return job
 
     def list(self, project: str, location: str, done: bool | None, offset: int, limit: int) -> list[Job]:

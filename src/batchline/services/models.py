@@ -33,6 +33,11 @@ class ModelService:
         self.cache.unload(model_id)
         return self._done_operation(project, location, model_id, JobKind.UNDEPLOY_MODEL)
 
+    def delete(self, project: str, location: str, model_id: str) -> Job:
+        self.repository.delete(model_id)
+        self.cache.unload(model_id)
+        return self._done_operation(project, location, model_id, JobKind.DELETE_MODEL)
+
     def _done_operation(self, project: str, location: str, model_id: str, kind: JobKind) -> Job:
         return self.store.create(Job.new(kind, project, location, model_id, JobState.SUCCEEDED))
 
