@@ -44,7 +44,3 @@ class FailedPrecondition(BatchlineError):
 
 class Internal(BatchlineError):
     code, status, http_status = 13, "INTERNAL", 500
-
-
-class Unavailable(BatchlineError):
-    code, status, http_status = 14, "UNAVAILABLE", 503

@@ -6,7 +6,6 @@ the operator's allowed roots, or a bucket key that climbs out of its bucket, is 
 
 from __future__ import annotations
 
-import functools
 import os
 import posixpath
 import uuid
@@ -25,6 +24,7 @@ class Location:
     fs: fsspec.AbstractFileSystem
     path: str
     uri: str
+    through_link: bool = False  # a local path whose real place differs from where it was asked for
 
     @property
     def is_local(self) -> bool:
@@ -34,13 +34,16 @@ class Location:
 class Storage:
     def __init__(self, settings: Settings):
         self.buckets_root = (settings.data_dir / "buckets").resolve()
-        self.local_roots = [p.resolve() for p in [settings.data_dir, *settings.allowed_roots]]
+        # The data dir itself is not a root: its database and models are nobody's input.
+        self.local_roots = [p.resolve() for p in [self.buckets_root, *settings.allowed_roots]]
         self.gs_backend = settings.storage
         self._local = fsspec.filesystem("file")
         self._remote: dict[str, fsspec.AbstractFileSystem] = {}
 
     # -- where a URI lives
     def locate(self, uri: str) -> Location:
+        if "\0" in uri:
+            raise InvalidArgument(f"{uri!r} holds a NUL character")
         scheme, sep, rest = uri.partition("://")
         if not sep:
             return self._local_path(uri, uri)
@@ -56,14 +59,15 @@ class Storage:
         raise InvalidArgument(f"unsupported storage URI {uri!r}; use gs://, s3://, file:// or a local path")
 
     def _local_path(self, raw: str, uri: str) -> Location:
-        path = _real_path(os.path.abspath(raw))
+        asked = os.path.abspath(raw)
+        path = os.path.realpath(asked)
         if not any(_within(path, str(root)) for root in self.local_roots):
             roots = ", ".join(str(r) for r in self.local_roots)
             raise PermissionDenied(
                 f"{uri} is outside the folders batchline may read ({roots}); "
                 "an operator can add folders with BATCHLINE_ALLOWED_ROOTS"
             )
-        return Location(self._local, path, uri)
+        return Location(self._local, path, uri, through_link=path != asked)
 
     def _embedded_bucket(self, rest: str, uri: str) -> Location:
         bucket, _, key = rest.partition("/")
@@ -71,10 +75,11 @@ class Storage:
             raise InvalidArgument(f"{uri} has no valid bucket name")
         _check_key(key, uri)
         bucket_dir = str(self.buckets_root / bucket)
-        path = _real_path(os.path.join(bucket_dir, key))  # follows symlinks: they must not lead out either
+        asked = os.path.normpath(os.path.join(bucket_dir, key))
+        path = os.path.realpath(asked)  # follows symlinks: they must not lead out either
         if not _within(path, bucket_dir):
             raise PermissionDenied(f"{uri} points outside bucket gs://{bucket}")
-        return Location(self._local, path, uri)
+        return Location(self._local, path, uri, through_link=path != asked)
 
     def _remote_fs(self, scheme: str) -> fsspec.AbstractFileSystem:
         if scheme not in self._remote:
@@ -165,24 +170,10 @@ class Storage:
 
     def delete_tree(self, uri: str) -> None:
         loc = self.locate(uri)
+        if loc.through_link:  # never follow a link into a tree that is not ours
+            raise PermissionDenied(f"{uri} is reached through a symbolic link; batchline will not delete it")
         if loc.fs.exists(loc.path):
             loc.fs.rm(loc.path, recursive=True)
-
-
-@functools.lru_cache(maxsize=4096)
-def _real_dir(path: str) -> str:
-    return os.path.realpath(path)
-
-
-def _real_path(path: str) -> str:
-    """os.path.realpath, with folders cached: it costs a stat per path component, once per input otherwise.
-
-    Folders under the data dir and allowed roots belong to the operator; a file that is itself a link is
-    always resolved afresh.
-    """
-    head, tail = os.path.split(path)
-    real = os.path.join(_real_dir(head), tail)
-    return os.path.realpath(real) if os.path.islink(real) else real
 
 
 def _within(path: str, root: str) -> bool:

@@ -52,7 +52,11 @@ class JobRun:
         while not stop.wait(min(1.0, self.settings.lease_seconds / 3)):
             processed = self.executor.processed + self._committed_before if self.executor else None
             progress = {"processed": processed} if processed is not None else {}
-            state = self.store.heartbeat(self.job.id, self.owner, self.settings.lease_seconds, **progress)
+            try:
+                state = self.store.heartbeat(self.job.id, self.owner, self.settings.lease_seconds, **progress)
+            except Exception:  # e.g. the database busy for a moment: try again next beat, the lease has slack
+                log.exception("heartbeat of job %s failed", self.job.id)
+                continue
             if state is None:
                 self.lease_lost = True
             if state in (None, JobState.CANCELLING):
@@ -91,15 +95,24 @@ class JobRun:
             if self.lease_lost or self.interrupted:
                 raise LeaseLost from None
             cancelled = exc
+        except LeaseLost:
+            raise
+        except BaseException:  # a failing job still publishes the shards it committed
+            writer.finalize(store.committed_shards(job.id))
+            raise
         shards = store.committed_shards(job.id)
         writer.finalize(shards)
         if cancelled is not None:
             raise cancelled
+        done = sum(s.succeeded + s.failed for s in shards)
+        if done != total:  # the input files changed between the count and the run
+            raise Internal(f"{done} of {total} inputs were predicted; the input files changed while the job ran")
         return self._verdict(shards, total, problem.result_metadata(params))
 
     def _commit(self, writer: AutomlWriter, shard: ShardBuffer) -> None:
         writer.write_shard(
             shard.index,
+            self.owner,
             [result_line(uri, found) for _, uri, found in shard.results],
             [error_line(uri, status) for _, uri, status in shard.errors],
         )
@@ -183,6 +196,7 @@ class Worker:
         stop = threading.Event()
         try:
             run = self._run = JobRun(job, self.owner, self.settings, self.store, self.storage, self._load(job.model_id))
+            log.info("job %s: model %s on %s", job.id, job.model_id, run.model.runtime.device)
             beat = threading.Thread(target=run.heartbeat, args=(stop,), daemon=True)
             beat.start()
             state, values = run.execute()

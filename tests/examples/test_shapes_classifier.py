@@ -20,10 +20,7 @@ def test_shipped_model_is_registered_and_scores_95_percent(tmp_path: Path) -> No
     data = tmp_path / "data"
     bucket = data / "buckets" / "fresh"
     # A seed the training script never uses: these images are new to the model.
-    truth = {
-        f"gs://fresh/{path.name}": label
-        for path, label in shapes.write_dataset(bucket, N_IMAGES, seed=20261124)
-    }
+    truth = {f"gs://fresh/{path.name}": label for path, label in shapes.write_dataset(bucket, N_IMAGES, seed=20261124)}
     (bucket / "batch.csv").write_text("\n".join(truth))
     settings = Settings(data_dir=data, examples_dir=REPO / "examples" / "models")
     with TestClient(create_app(settings)) as client:

@@ -30,8 +30,14 @@ def make_job(
 ) -> Job:
     now = time.time() if created is None else created
     job = Job(
-        id=uuid.uuid4().hex[:20], kind=kind, project=project, location=location, model_id="colors",
-        state=state, create_time=now, update_time=now,
+        id=uuid.uuid4().hex[:20],
+        kind=kind,
+        project=project,
+        location=location,
+        model_id="colors",
+        state=state,
+        create_time=now,
+        update_time=now,
         request={
             "inputConfig": {"gcsSource": {"inputUris": ["gs://b/in.csv"]}},
             "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://b/out"}},
@@ -52,8 +58,13 @@ def shard_rows(store: JobStore, job_id: str) -> int:
 
 def test_create_then_get_returns_every_field(job_store: JobStore) -> None:
     job = make_job(
-        job_store, total=7, processed=3, failed=1, output_dir="gs://b/out/prediction-colors-x",
-        partial_failures=[{"code": 3, "message": "gs://b/x.jpg: bad"}], error=None,
+        job_store,
+        total=7,
+        processed=3,
+        failed=1,
+        output_dir="gs://b/out/prediction-colors-x",
+        partial_failures=[{"code": 3, "message": "gs://b/x.jpg: bad"}],
+        error=None,
         result_metadata={"key": "value"},
     )
 
@@ -80,8 +91,13 @@ def test_update_changes_values_and_update_time(job_store: JobStore) -> None:
 
 def test_list_is_newest_first_filters_done_and_pages(job_store: JobStore) -> None:
     states = [
-        JobState.SUCCEEDED, JobState.QUEUED, JobState.FAILED, JobState.RUNNING,
-        JobState.CANCELLED, JobState.CANCELLING, JobState.QUEUED,
+        JobState.SUCCEEDED,
+        JobState.QUEUED,
+        JobState.FAILED,
+        JobState.RUNNING,
+        JobState.CANCELLED,
+        JobState.CANCELLING,
+        JobState.QUEUED,
     ]
     made = [make_job(job_store, state=s, created=1000.0 + i) for i, s in enumerate(states)]
     make_job(job_store, project="other", created=2000.0)  # another project ...

@@ -157,7 +157,12 @@ def read_lines(gcs: Storage, uri: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_batch_job_reads_and_writes_gcs(
-    gcs_settings: Settings, gcs_emulator: GcsEmulator, gcs_bucket: str, upload, data_dir: Path, database: str,
+    gcs_settings: Settings,
+    gcs_emulator: GcsEmulator,
+    gcs_bucket: str,
+    upload,
+    data_dir: Path,
+    database: str,
     request: pytest.FixtureRequest,
 ) -> None:
     """Images, CSV and results all in the emulator; the job store on SQLite, then on PostgreSQL."""
@@ -206,7 +211,8 @@ def test_a_batch_job_reads_and_writes_gcs(
         assert list(line) == ["ID", "annotations"]
         (annotation,) = line["annotations"]  # score_threshold 0.5: the top class only
         assert {k: v for k, v in annotation.items() if k != "classification"} == {
-            "annotation_spec_id": color, "display_name": color,
+            "annotation_spec_id": color,
+            "display_name": color,
         }
         score = annotation["classification"]["score"]
         if line["ID"].endswith(".png"):

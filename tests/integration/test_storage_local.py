@@ -241,7 +241,7 @@ def test_a_failed_publish_leaves_neither_a_partial_file_nor_a_tmp(tmp_path: Path
         from batchline.config import Settings
         from batchline.storage import Storage
 
-        storage = Storage(Settings(data_dir=Path({str(roots['data'])!r})))
+        storage = Storage(Settings(data_dir=Path({str(roots["data"])!r})))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
         resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, resource.RLIM_INFINITY))
         for name in ("shard.jsonl", "new.jsonl"):

@@ -200,7 +200,8 @@ def test_a_batch_job_reads_and_writes_s3(
         assert list(line) == ["ID", "annotations"]
         (annotation,) = line["annotations"]  # score_threshold 0.5: the top class only
         assert {k: v for k, v in annotation.items() if k != "classification"} == {
-            "annotation_spec_id": color, "display_name": color,
+            "annotation_spec_id": color,
+            "display_name": color,
         }
         score = annotation["classification"]["score"]
         if line["ID"].endswith(".png"):

@@ -13,10 +13,10 @@ from starlette.exceptions import HTTPException
 from batchline import __version__
 from batchline.api.automl import automl_router
 from batchline.config import Settings
-from batchline.errors import BatchlineError, InvalidArgument, NotFound
+from batchline.errors import BatchlineError, Internal, InvalidArgument, NotFound
 from batchline.services import Services, build_services
 
-_HTTP_STATUS_NAMES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "UNIMPLEMENTED", 409: "ABORTED"}
+_HTTP_STATUS_NAMES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 409: "ABORTED"}
 
 
 def error_response(exc: BatchlineError) -> JSONResponse:
@@ -41,6 +41,10 @@ def create_app(settings: Settings, services: Services | None = None, run_worker:
     @app.exception_handler(BatchlineError)
     async def _batchline_error(_: Request, exc: BatchlineError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: still the API's error shape
+        return error_response(Internal(f"internal error: {type(exc).__name__}: {exc}"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

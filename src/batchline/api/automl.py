@@ -50,7 +50,7 @@ def _page(request: Request) -> tuple[int, int]:
     except ValueError:
         raise InvalidArgument("pageSize must be a number and pageToken one this API returned") from None
     if size < 1 or offset < 0:
-        raise InvalidArgument("pageSize must be >= 1")
+        raise InvalidArgument("pageSize must be >= 1 and pageToken one this API returned")
     return offset, min(size, 1000)
 
 
@@ -126,7 +126,6 @@ def _model_routes(router: APIRouter, services: Services) -> None:
         req = schemas.parse(schemas.PredictRequest, body)
         if req.payload.image is None:
             raise InvalidArgument('payload.image is required: {"payload": {"image": {"imageBytes": BASE64}}}')
-        models.get(model_id)
         annotations, metadata = models.predict(model_id, req.payload.image.decoded(), req.params)
         return {"payload": [schemas.online_annotation(a) for a in annotations], "metadata": metadata}
 

@@ -72,3 +72,4 @@ class ShardRecord:
     index: int
     succeeded: int
     failed: int
+    writer: str = field(default="", compare=False)  # the worker whose staged files hold this shard

@@ -1,4 +1,4 @@
-"""The local executor: a streaming, bounded pipeline in one process, in three overlapping stages.
+"""The local executor: a streaming, bounded pipeline in one process, in overlapping stages.
 
     fetch pool    (threads)  read each input                                 (many: waiting on I/O costs no core)
     decode pool   (threads)  decode + resize + normalise                     (one per core; codecs release the GIL)
@@ -122,9 +122,13 @@ class LocalExecutor:
                         in_flight.append((*nxt, pool.submit(self._prepare, nxt[1])))
                 if not in_flight:
                     return
+                index, uri, future = in_flight[0]
+                while not _settled(future, timeout=0.2):  # a slow read must not hold a cancel up
+                    if cancelled.is_set():
+                        raise Cancelled("cancelled by the user")
                 if cancelled.is_set():
                     raise Cancelled("cancelled by the user")
-                index, uri, future = in_flight.popleft()
+                in_flight.popleft()
                 exc = future.exception()
                 yield index, uri, exc if exc is not None else future.result()
         finally:
@@ -164,6 +168,14 @@ class _ShardAssembler:
             shard.results.sort(key=lambda r: r[0])
             shard.errors.sort(key=lambda r: r[0])
             self.on_shard(shard)
+
+
+def _settled(future: Future, timeout: float) -> bool:
+    try:
+        future.exception(timeout=timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _status(exc: BaseException) -> dict[str, Any]:

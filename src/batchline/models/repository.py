@@ -37,7 +37,10 @@ class ModelRepository:
         return StoredModel(load_manifest(folder), folder, created)
 
     def list(self) -> list[StoredModel]:
-        ids = sorted(p.name for p in self.root.iterdir() if (p / MANIFEST_FILE).is_file())
+        # Dot-folders are imports or deletes in progress (or left by a crash), not models.
+        ids = sorted(
+            p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / MANIFEST_FILE).is_file()
+        )
         return [self.get(model_id) for model_id in ids]
 
     def delete(self, model_id: str) -> None:

@@ -72,7 +72,7 @@ def _resize(image: Image.Image, spec: InputSpec) -> Image.Image:
 
 
 class Normalizer:
-    """Scale, centre and lay out one decoded image as the model wants it (run in the fetch threads).
+    """Scale, centre and lay out one decoded image as the model wants it (run in the decode threads).
 
     The result is contiguous, so that stacking a batch in the inference thread is a plain copy.
     """

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from batchline.domain.jobs import Job, JobKind, JobState
-from batchline.errors import InvalidArgument, NotFound
+from batchline.errors import NotFound
 from batchline.models.repository import ModelRepository
 from batchline.problems import problem_for
 from batchline.storage import Storage
@@ -25,9 +25,6 @@ class JobService:
         """Check what can be checked at once, record the job, and return it queued."""
         model = self.repository.get(model_id)
         problem_for(model.manifest).parse_params(request.get("params") or {})
-        uris = request["inputConfig"]["gcsSource"]["inputUris"]
-        if not uris:
-            raise InvalidArgument("inputConfig.gcsSource.inputUris is empty; list at least one CSV file")
         prefix = request["outputConfig"]["gcsDestination"]["outputUriPrefix"]
         self.storage.check_output_prefix(prefix)
         job = Job.new(JobKind.BATCH_PREDICT, project, location, model_id, JobState.QUEUED, request=request)

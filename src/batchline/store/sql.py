@@ -45,6 +45,7 @@ shards = sa.Table(
     sa.Column("shard_index", sa.Integer, primary_key=True),
     sa.Column("succeeded", sa.Integer, nullable=False),
     sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("writer", sa.String(64), nullable=False),
 )
 
 _JOB_FIELDS = [c.name for c in jobs.columns if c.name not in ("lease_owner", "lease_expires")]
@@ -207,10 +208,12 @@ class JobStore:
     def commit_shard(self, job_id: str, owner: str, shard: ShardRecord, failures: list[dict[str, Any]]) -> bool:
         """Record a published shard once; False if this worker no longer holds the job."""
         with self._tx() as conn:
-            job = conn.execute(
-                sa.select(jobs.c.partial_failures, jobs.c.lease_owner).where(jobs.c.id == job_id).with_for_update()
-            ).first()
-            if job is None or job.lease_owner != owner:
+            # The owner-checked write comes first: it takes the row (PostgreSQL) or database (SQLite) write lock,
+            # so no takeover can slip in between this check and the insert.
+            held = conn.execute(
+                jobs.update().where(jobs.c.id == job_id, jobs.c.lease_owner == owner).values(update_time=time.time())
+            )
+            if held.rowcount != 1:
                 return False
             exists = conn.execute(
                 sa.select(shards.c.shard_index).where(shards.c.job_id == job_id, shards.c.shard_index == shard.index)
@@ -219,18 +222,18 @@ class JobStore:
                 return True
             conn.execute(
                 shards.insert().values(
-                    job_id=job_id, shard_index=shard.index, succeeded=shard.succeeded, failed=shard.failed
+                    job_id=job_id, shard_index=shard.index, succeeded=shard.succeeded, failed=shard.failed, writer=owner
                 )
             )
-            listed = list(job.partial_failures)
-            listed += failures[: MAX_PARTIAL_FAILURES - len(listed)]
+            listed = conn.execute(sa.select(jobs.c.partial_failures).where(jobs.c.id == job_id)).scalar_one()
+            listed = [*listed, *failures[: MAX_PARTIAL_FAILURES - len(listed)]]
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(partial_failures=listed))
         return True
 
     def committed_shards(self, job_id: str) -> list[ShardRecord]:
         with self._tx() as conn:
             rows = conn.execute(
-                sa.select(shards.c.shard_index, shards.c.succeeded, shards.c.failed)
+                sa.select(shards.c.shard_index, shards.c.succeeded, shards.c.failed, shards.c.writer)
                 .where(shards.c.job_id == job_id)
                 .order_by(shards.c.shard_index)
             ).all()

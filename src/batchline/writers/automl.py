@@ -1,7 +1,8 @@
 """The AutoML v1 batch output layout.
 
-Shards are staged under OUTPUT_DIR/.staging/ as they commit (names depend only on the shard index, so a retried
-shard overwrites itself), then `finalize` renames them to <stem>_1.jsonl ... and errors_1.jsonl ... numbered
+Shards are staged under OUTPUT_DIR/.staging/ as they commit, named by shard index and by the worker that wrote
+them, so a worker that lost its lease cannot overwrite a shard its successor committed; `finalize` renames the
+committed ones to <stem>_1.jsonl ... and errors_1.jsonl ... numbered
 without gaps, and removes the staging folder. Each rename publishes a whole file.
 """
 
@@ -46,14 +47,14 @@ class AutomlWriter:
         self.output_dir = output_dir
         self.stem = stem
 
-    def _staged(self, index: int, kind: str) -> str:
-        return join(self.output_dir, f"{STAGING}/shard-{index:06d}.{kind}.jsonl")
+    def _staged(self, index: int, writer: str, kind: str) -> str:
+        return join(self.output_dir, f"{STAGING}/shard-{index:06d}.{writer}.{kind}.jsonl")
 
-    def write_shard(self, index: int, results: list[str], errors: list[str]) -> None:
+    def write_shard(self, index: int, writer: str, results: list[str], errors: list[str]) -> None:
         """Publish one shard's lines (already encoded, in input order)."""
         for kind, lines in (("results", results), ("errors", errors)):
             if lines:
-                self.storage.publish(self._staged(index, kind), ("\n".join(lines) + "\n").encode())
+                self.storage.publish(self._staged(index, writer, kind), ("\n".join(lines) + "\n").encode())
 
     def finalize(self, committed: list[ShardRecord]) -> None:
         """Rename staged shards to their final, gap-free names; safe to run again after a crash."""
@@ -65,7 +66,7 @@ class AutomlWriter:
                 numbered[kind] += 1
                 stem = self.stem if kind == "results" else "errors"
                 final = join(self.output_dir, f"{stem}_{numbered[kind]}.jsonl")
-                staged = self._staged(shard.index, kind)
+                staged = self._staged(shard.index, shard.writer, kind)
                 if self.storage.exists(staged):
                     self.storage.move(staged, final)
         self.storage.delete_tree(join(self.output_dir, STAGING))
