@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     )
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
-        description="Extra local folders (besides DATA_DIR) that file:// and bare paths may read, separated by ':'.",
+        description="Local folders that file:// and bare paths may read besides DATA_DIR/buckets, separated by ':'.",
     )
     batch_size: int | None = Field(None, ge=1, description="Inference batch size; default: the model's batch_size.")
     io_threads: int = Field(16, ge=1, description="Concurrent reads per job (object stores want many).")

@@ -1,4 +1,5 @@
-"""Job records, committed shards and leases in SQL. Every state change is one compare-and-set UPDATE."""
+"""Job records, committed shards and leases in SQL. Claims, heartbeats, commits and finishes are compare-and-set
+on the lease owner, so a worker that lost its job can change nothing of it."""
 
 from __future__ import annotations
 
