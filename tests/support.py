@@ -90,3 +90,51 @@ def link_many(source: Path, folder: Path, count: int, name: str = "img{:05d}.png
         os.link(source, path)
         paths.append(path)
     return paths
+
+
+def make_nhwc_bgr_uint8_model(folder: Path, model_id: str = "colors-nhwc") -> Path:
+    """The colour classifier as another toolchain might export it: uint8 NHWC input in BGR order, softmax inside
+    the graph, letterboxed input. Exercises every non-default preprocessing choice of model.yaml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bgr_to_rgb_labels = np.array([[0, 0, 10], [0, 10, 0], [10, 0, 0]], dtype=np.float32)  # row per label
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [3, 3], bgr_to_rgb_labels.ravel())
+    bias = helper.make_tensor("b", TensorProto.FLOAT, [3], [0.0, 0.0, 0.0])
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [255.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["image"], ["as_float"], to=TensorProto.FLOAT),
+            helper.make_node("Transpose", ["as_float"], ["nchw"], perm=[0, 3, 1, 2]),
+            helper.make_node("Div", ["nchw", "s"], ["unit"]),
+            helper.make_node("GlobalAveragePool", ["unit"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("Gemm", ["flat", "w", "b"], ["logits"], transB=1),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "colors_nhwc",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", 40, 24, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
+        [weight, bias, scale],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "model.onnx")
+    (folder / "model.yaml").write_text(
+        f"""id: {model_id}
+display_name: {model_id.replace("-", "_")}
+problem: image_classification
+artifact: model.onnx
+labels: [red, green, blue]
+input:
+  name: image
+  size: [40, 24]
+  resize: letterbox
+  channel_order: bgr
+  layout: nhwc
+  dtype: uint8
+output:
+  scores: probabilities
+  activation: none
+batch_size: 4
+"""
+    )
+    return folder
