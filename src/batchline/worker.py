@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from batchline.config import Settings
@@ -38,13 +39,14 @@ class JobRun:
     settings: Settings
     store: JobStore
     storage: Storage
-    model: LoadedModel
+    load_model: Callable[[str], LoadedModel]
 
     def __post_init__(self) -> None:
         self.cancelled = threading.Event()
         self.lease_lost = False
         self.interrupted = False  # the server is stopping: leave the job, as it stands, to the next start
         self.executor: LocalExecutor | None = None
+        self.model: LoadedModel  # loaded by execute(), once the heartbeat runs
         self._committed_before = 0
 
     def heartbeat(self, stop: threading.Event) -> None:
@@ -63,6 +65,11 @@ class JobRun:
                 self.cancelled.set()
 
     def execute(self) -> tuple[JobState, dict]:
+        """Run the job to its end; the heartbeat runs meanwhile, from before the model loads."""
+        self.model = self.load_model(self.job.model_id)
+        log.info("job %s: model %s on %s", self.job.id, self.job.model_id, self.model.runtime.device)
+        if self.cancelled.is_set():  # cancelled, or the server stopping, while the model loaded
+            raise LeaseLost if self.lease_lost or self.interrupted else Cancelled("cancelled by the user")
         job, store, problem = self.job, self.store, self.model.problem
         params = problem.parse_params(job.request.get("params") or {})
         uris = job.request["inputConfig"]["gcsSource"]["inputUris"]
@@ -194,9 +201,11 @@ class Worker:
             return True
         log.info("running job %s", job.id)
         stop = threading.Event()
+        run = self._run = JobRun(job, self.owner, self.settings, self.store, self.storage, self._load)
+        if self._stop.is_set():  # stop() came between the claim and now: hand the job straight back
+            run.interrupted = True
+            run.cancelled.set()
         try:
-            run = self._run = JobRun(job, self.owner, self.settings, self.store, self.storage, self._load(job.model_id))
-            log.info("job %s: model %s on %s", job.id, job.model_id, run.model.runtime.device)
             beat = threading.Thread(target=run.heartbeat, args=(stop,), daemon=True)
             beat.start()
             state, values = run.execute()
