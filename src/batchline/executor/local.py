@@ -13,6 +13,7 @@ and a shard's lines are held only until the shard is complete, so memory does no
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +26,7 @@ from batchline.errors import BatchlineError, Cancelled, Internal
 from batchline.models.loaded import LoadedModel
 from batchline.storage import Storage
 
+_DECODE_NICENESS = 10
 Outcome = tuple[int, str, Any]  # input index, ID, and its preprocessed tensor or the exception it raised
 
 
@@ -72,7 +74,9 @@ class LocalExecutor:
         batch: list[Outcome] = []
         with (
             ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="fetch") as pool,
-            ThreadPoolExecutor(self.config.decode_threads, thread_name_prefix="decode") as self._decoders,
+            ThreadPoolExecutor(
+                self.config.decode_threads, thread_name_prefix="decode", initializer=_yield_to_inference
+            ) as self._decoders,
             ThreadPoolExecutor(1, thread_name_prefix="infer") as infer,
             ThreadPoolExecutor(1, thread_name_prefix="post") as post,
         ):
@@ -168,6 +172,18 @@ class _ShardAssembler:
             shard.results.sort(key=lambda r: r[0])
             shard.errors.sort(key=lambda r: r[0])
             self.on_shard(shard)
+
+
+def _yield_to_inference() -> None:
+    """Run this decode thread at a lower priority than the model's threads (Linux threads have their own nice).
+
+    When both want a core, the model gets it: a preempted ONNX Runtime thread stalls the whole parallel op it is
+    part of, while a decoder that waits loses nothing, since the window keeps enough decoded ahead.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _DECODE_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at the normal priority
+        pass
 
 
 def _settled(future: Future, timeout: float) -> bool:
