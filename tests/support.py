@@ -15,6 +15,13 @@ COLOR_LABELS = ["red", "green", "blue"]
 COLORS = {"red": (220, 20, 20), "green": (20, 220, 20), "blue": (20, 20, 220)}
 
 
+def save_model(graph: onnx.GraphProto, folder: Path) -> None:
+    """Write a graph as folder/model.onnx, at an opset and IR version every supported ONNX Runtime loads."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "model.onnx")
+
+
 def make_color_model(folder: Path, model_id: str = "colors", size: int = 32, output: str = "logits") -> Path:
     """An ONNX classifier whose logit per class is 10x the mean of that colour channel (0..1).
 
@@ -34,9 +41,7 @@ def make_color_model(folder: Path, model_id: str = "colors", size: int = 32, out
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", 3])],
         [weight, bias],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, folder / "model.onnx")
+    save_model(graph, folder)
     (folder / "model.yaml").write_text(
         f"""id: {model_id}
 display_name: {model_id.replace("-", "_")}
@@ -115,9 +120,7 @@ def make_nhwc_bgr_uint8_model(folder: Path, model_id: str = "colors-nhwc") -> Pa
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
         [weight, bias, scale],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, folder / "model.onnx")
+    save_model(graph, folder)
     (folder / "model.yaml").write_text(
         f"""id: {model_id}
 display_name: {model_id.replace("-", "_")}
