@@ -141,3 +141,49 @@ batch_size: 4
 """
     )
     return folder
+
+
+def make_yolo_model(
+    folder: Path,
+    head: np.ndarray,
+    model_id: str = "yolo",
+    size: int = 64,
+    resize: str = "letterbox",
+    labels: tuple[str, ...] = ("red", "green", "blue"),
+) -> Path:
+    """A detector with a raw YOLO head that answers `head` ([4 + classes, anchors]: cx, cy, w, h in input pixels,
+    then class scores) for every image. Boxes are known in model pixels, so where they land in the original image
+    is computable by hand: that is what the letterbox / stretch mapping must get right."""
+    folder.mkdir(parents=True, exist_ok=True)
+    constant = helper.make_tensor("head", TensorProto.FLOAT, head.shape, head.astype(np.float32).ravel())
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    graph = helper.make_graph(
+        [  # per image: 0 * mean(pixels) + head, so the output has the batch axis of the input
+            helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=1),
+            helper.make_node("Squeeze", ["mean", "last"], ["per_image"]),
+            helper.make_node("Mul", ["per_image", "zero"], ["nothing"]),
+            helper.make_node("Add", ["nothing", "head"], ["output0"]),
+        ],
+        "yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", *head.shape])],
+        [constant, zero, helper.make_tensor("last", TensorProto.INT64, [1], [3])],
+    )
+    save_model(graph, folder)
+    (folder / "model.yaml").write_text(
+        f"""id: {model_id}
+display_name: {model_id.replace("-", "_")}
+problem: image_object_detection
+labels: [{", ".join(labels)}]
+input:
+  name: images
+  size: [{size}, {size}]
+  resize: {resize}
+output:
+  format: yolo
+  predictions: output0
+  iou_threshold: 0.5
+batch_size: 4
+"""
+    )
+    return folder

@@ -48,20 +48,21 @@ def spec(**fields: object) -> InputSpec:
 
 def test_letterbox_keeps_the_aspect_and_pads_grey() -> None:
     wide = Image.new("RGB", (80, 20), (255, 0, 0))  # 4:1 into a 2:1 box -> 8x2 image, 1 row of padding each side
-    out = decode_image(png(wide), spec(resize="letterbox"))
+    out, geometry = decode_image(png(wide), spec(resize="letterbox"))
     assert out.shape == (4, 8, 3)
+    assert (geometry.scale_x, geometry.scale_y, geometry.pad_x, geometry.pad_y) == (0.1, 0.1, 0, 1)
     assert (out[0] == 114).all() and (out[-1] == 114).all() and (out[1:3, :, 0] == 255).all()
 
 
 def test_center_crop_fills_and_crops() -> None:
     image = Image.new("RGB", (40, 10), (0, 0, 255))
     image.paste((0, 255, 0), (15, 0, 25, 10))  # a green stripe in the middle
-    out = decode_image(png(image), spec(resize="center_crop", size=[10, 10]))
+    out, _ = decode_image(png(image), spec(resize="center_crop", size=[10, 10]))
     assert out.shape == (10, 10, 3) and (out[:, 3:7, 1] > 200).all()
 
 
 def test_bgr_reverses_channels_and_nchw_normalises() -> None:
-    out = decode_image(png(Image.new("RGB", (8, 4), (10, 20, 30))), spec(channel_order="bgr"))
+    out, _ = decode_image(png(Image.new("RGB", (8, 4), (10, 20, 30))), spec(channel_order="bgr"))
     assert out[0, 0].tolist() == [30, 20, 10]
     tensor = Normalizer(spec(scale=0.1, mean=[1, 2, 3], std=[2, 2, 2]))(out)
     assert tensor.shape == (3, 4, 8) and tensor.dtype == np.float32

@@ -17,6 +17,7 @@ from batchline.models.repository import StoredModel
 from batchline.names import model_name, operation_name
 from batchline.problems import problem_for
 from batchline.storage import MAX_IMAGE_BYTES
+from batchline.writers.automl import box_vertices
 
 TYPE_PREFIX = "type.googleapis.com/"
 
@@ -103,11 +104,13 @@ def timestamp(seconds: float) -> str:
 
 
 def online_annotation(annotation: Annotation) -> dict[str, Any]:
-    return {
-        "annotationSpecId": annotation.label,
-        "displayName": annotation.label,
-        "classification": {"score": annotation.score},
-    }
+    payload: dict[str, Any] = {"annotationSpecId": annotation.label, "displayName": annotation.label}
+    if annotation.box is None:
+        payload["classification"] = {"score": annotation.score}
+    else:
+        vertices = box_vertices(annotation.box)
+        payload["imageObjectDetection"] = {"boundingBox": {"normalizedVertices": vertices}, "score": annotation.score}
+    return payload
 
 
 def model_resource(project: str, location: str, model: StoredModel, deployed: bool) -> dict[str, Any]:

@@ -141,7 +141,8 @@ class LocalExecutor:
 
     # -- post thread
     def _record_results(self, shards: _ShardAssembler, batch: list[Outcome], outputs: Future) -> None:
-        annotations = self.model.problem.postprocess(outputs.result(), self.params)
+        items = [item for _, _, item in batch]
+        annotations = self.model.problem.postprocess(outputs.result(), items, self.params)
         for (index, uri, _), found in zip(batch, annotations, strict=True):
             shards.buffer(index).results.append((index, uri, found))
         self.processed += len(batch)

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from batchline.errors import InvalidArgument
 
@@ -44,26 +53,89 @@ class InputSpec(_Strict):
         return std
 
 
-class OutputSpec(_Strict):
+def _named(**fields: str | None) -> dict[str, str]:
+    """{"output.<field>": graph output name} of the fields that are set: what the runtime must find in the graph."""
+    return {f"output.{field}": name for field, name in fields.items() if name}
+
+
+class ScoresOutput(_Strict):
+    """A classifier's output: one score per label."""
+
+    format: Literal["scores"] = "scores"
     scores: str | None = Field(None, description="Output holding class scores; default: the first output.")
     activation: Literal["softmax", "sigmoid", "none"] = "none"
+
+    def tensor_names(self) -> dict[str, str]:
+        return _named(scores=self.scores)
+
+
+class BoxesOutput(_Strict):
+    """A detector's output after NMS, as torchvision and TensorFlow exports give it.
+
+    Each tensor is [detections, ...] for a batch-1 model, or [batch, detections, ...].
+    """
+
+    format: Literal["boxes"]
+    boxes: str = Field(description="Output holding the boxes: [..., 4].")
+    scores: str = Field(description="Output holding each box's score (0..1).")
+    classes: str = Field(description="Output holding each box's class index into labels.")
+    count: str | None = Field(None, description="Output holding how many rows are detections (TF num_detections).")
+    box_order: Literal["xyxy", "yxyx"] = "xyxy"
+    box_units: Literal["pixels", "normalized"] = Field("pixels", description="Relative to the model's input.")
+    class_offset: int = Field(0, description="Subtracted from class indices: 1 where class 0 is the background.")
+
+    def tensor_names(self) -> dict[str, str]:
+        return _named(boxes=self.boxes, scores=self.scores, classes=self.classes, count=self.count)
+
+
+class YoloOutput(_Strict):
+    """A raw YOLO-style head, [batch, 4 + classes, anchors] of cx, cy, w, h (model input pixels) and class scores;
+    batchline runs class-aware NMS on it."""
+
+    format: Literal["yolo"]
+    predictions: str | None = Field(None, description="Output holding the head; default: the first output.")
+    activation: Literal["sigmoid", "none"] = Field("none", description="Applied to the class scores.")
+    iou_threshold: float = Field(0.45, gt=0, le=1, description="NMS: overlap above which the lower box goes.")
+
+    def tensor_names(self) -> dict[str, str]:
+        return _named(predictions=self.predictions)
+
+
+def _output_format(value: Any) -> str:
+    return value.get("format", "scores") if isinstance(value, dict) else getattr(value, "format", "scores")
+
+
+OutputSpec = Annotated[
+    Annotated[ScoresOutput, Tag("scores")] | Annotated[BoxesOutput, Tag("boxes")] | Annotated[YoloOutput, Tag("yolo")],
+    Discriminator(_output_format),
+]
+_PROBLEM_OUTPUTS = {"image_classification": ("scores",), "image_object_detection": ("boxes", "yolo")}
 
 
 class Manifest(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     display_name: str = Field(pattern=r"^[A-Za-z0-9_]{1,32}$")
-    problem: Literal["image_classification"]
+    problem: Literal["image_classification", "image_object_detection"]
     format: Literal["onnx"] = "onnx"
     artifact: str = "model.onnx"
     labels: list[str] = Field(min_length=1)
     input: InputSpec
-    output: OutputSpec = OutputSpec()
+    output: OutputSpec = ScoresOutput()
     batch_size: int = Field(32, ge=1, le=4096)
 
     @model_validator(mode="after")
     def _unique_labels(self) -> Manifest:
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
+        return self
+
+    @model_validator(mode="after")
+    def _output_fits_problem(self) -> Manifest:
+        allowed = _PROBLEM_OUTPUTS[self.problem]
+        if self.output.format not in allowed:
+            raise ValueError(f"output.format must be one of {list(allowed)} for {self.problem}")
+        if self.problem == "image_object_detection" and self.input.resize == "center_crop":
+            raise ValueError("input.resize center_crop would cut boxes off; detectors take stretch or letterbox")
         return self
 
 

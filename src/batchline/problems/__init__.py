@@ -7,7 +7,11 @@ from batchline.plugins import Registry
 from batchline.problems.base import Problem
 
 PROBLEMS: Registry[type[Problem]] = Registry(
-    "problem", {"image_classification": "batchline.problems.image_classification:ImageClassification"}
+    "problem",
+    {
+        "image_classification": "batchline.problems.image_classification:ImageClassification",
+        "image_object_detection": "batchline.problems.image_object_detection:ImageObjectDetection",
+    },
 )
 
 

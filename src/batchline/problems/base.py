@@ -51,12 +51,24 @@ class Problem(ABC):
         """Stack preprocessed items into the model's input tensor."""
 
     @abstractmethod
-    def postprocess(self, outputs: dict[str, np.ndarray], params: dict[str, Any]) -> list[list[Annotation]]:
-        """Model outputs for a batch -> annotations per item, filtered and sorted."""
+    def postprocess(
+        self, outputs: dict[str, np.ndarray], items: list[Any], params: dict[str, Any]
+    ) -> list[list[Annotation]]:
+        """Model outputs for a batch of decoded items -> annotations per item, filtered and sorted."""
 
     def result_metadata(self, params: dict[str, Any]) -> dict[str, str]:
         """BatchPredictResult.metadata / PredictResponse.metadata."""
         return {}
+
+
+def parse_positive_int(key: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidArgument(f"params.{key} must be a whole number >= 1, got {value!r}") from None
+    if number < 1:
+        raise InvalidArgument(f"params.{key} must be >= 1, got {value!r}")
+    return number
 
 
 def parse_unit_interval(key: str, value: str) -> float:

@@ -8,9 +8,8 @@ import numpy as np
 
 from batchline.domain.annotations import Annotation
 from batchline.errors import Internal
-from batchline.models.manifest import Manifest
-from batchline.problems.base import Problem, parse_unit_interval
-from batchline.problems.images import Normalizer, check_image_extension, decode_image, stack
+from batchline.problems.base import parse_unit_interval
+from batchline.problems.images import ImageProblem, PreparedImage
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -25,35 +24,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 _ACTIVATIONS = {"softmax": _softmax, "sigmoid": _sigmoid, "none": lambda x: x}
 
 
-class ImageClassification(Problem):
+class ImageClassification(ImageProblem):
     name = "image_classification"
     output_stem = "image_classification"
     model_metadata_key = "imageClassificationModelMetadata"
-    row_format = "GCS_FILE_PATH"
     params_defaults = {"score_threshold": "0.5"}
-
-    def __init__(self, manifest: Manifest):
-        super().__init__(manifest)
-        self.normalize = Normalizer(manifest.input)
 
     def parse_param(self, key: str, value: str) -> Any:
         return parse_unit_interval(key, value)
 
-    def parse_row(self, fields: list[str]) -> str:
-        if len(fields) != 1:
-            raise ValueError(f"has {len(fields)} columns; image classification expects one: {self.row_format}")
-        return fields[0].strip()
-
-    def check_input(self, uri: str) -> None:
-        check_image_extension(uri)
-
-    def decode(self, data: bytes) -> np.ndarray:
-        return self.normalize(decode_image(data, self.manifest.input))
-
-    def to_batch(self, items: list[np.ndarray]) -> np.ndarray:
-        return stack(items)
-
-    def postprocess(self, outputs: dict[str, np.ndarray], params: dict[str, Any]) -> list[list[Annotation]]:
+    def postprocess(
+        self, outputs: dict[str, np.ndarray], items: list[PreparedImage], params: dict[str, Any]
+    ) -> list[list[Annotation]]:
         name = self.manifest.output.scores or next(iter(outputs))
         raw = outputs[name].reshape(len(outputs[name]), -1).astype(np.float64)
         labels = self.manifest.labels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -10,7 +11,8 @@ import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from batchline.errors import InvalidArgument
-from batchline.models.manifest import InputSpec
+from batchline.models.manifest import InputSpec, Manifest
+from batchline.problems.base import Problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif")
 _LETTERBOX_FILL = 114  # the grey YOLO-style exports pad with
@@ -24,50 +26,87 @@ def check_image_extension(uri: str) -> None:
         )
 
 
-def decode_image(data: bytes, spec: InputSpec) -> np.ndarray:
-    """Decode and resize to spec.size; uint8 HxWx3 in the model's channel order."""
+@dataclass(frozen=True)
+class Geometry:
+    """Where the original image lies in the model's input: model pixel = original pixel * scale + pad."""
+
+    width: int  # of the original image
+    height: int
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+
+    @classmethod
+    def fit(cls, width: int, height: int, spec: InputSpec) -> Geometry:
+        target_h, target_w = spec.size
+        if spec.resize == "stretch":
+            return cls(width, height, target_w / width, target_h / height, 0, 0)
+        scale = (max if spec.resize == "center_crop" else min)(target_w / width, target_h / height)
+        scaled_w, scaled_h = max(1, round(width * scale)), max(1, round(height * scale))
+        return cls(
+            width, height, scaled_w / width, scaled_h / height, (target_w - scaled_w) // 2, (target_h - scaled_h) // 2
+        )
+
+    @property
+    def scaled_size(self) -> tuple[int, int]:
+        return max(1, round(self.width * self.scale_x)), max(1, round(self.height * self.scale_y))
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One image, preprocessed for the model, and where it came from (to map boxes back)."""
+
+    tensor: np.ndarray
+    geometry: Geometry
+
+
+def decode_image(data: bytes, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
+    """Decode and resize to spec.size: uint8 HxWx3 in the model's channel order, and how it was fitted."""
     if not data:
         raise InvalidArgument("image cannot be decoded: the file is empty (0 bytes)")
     height, width = spec.size
     try:
-        image = _decode_jpeg(data, height, width) if data[:2] == b"\xff\xd8" else _decode_other(data, height, width)
-        array = np.asarray(_resize(image, spec), dtype=np.uint8)
+        image, original = (
+            _decode_jpeg(data, height, width) if data[:2] == b"\xff\xd8" else _decode_other(data, height, width)
+        )
+        geometry = Geometry.fit(*original, spec)
+        array = np.asarray(_resize(image, geometry, spec), dtype=np.uint8)
     except UnidentifiedImageError:
         raise InvalidArgument("image cannot be decoded: the data is not a JPEG, PNG or GIF image") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidArgument(f"image cannot be decoded: {exc}") from None
-    return array[..., ::-1] if spec.channel_order == "bgr" else array
+    return (array[..., ::-1] if spec.channel_order == "bgr" else array), geometry
 
 
-def _decode_jpeg(data: bytes, height: int, width: int) -> Image.Image:
+def _decode_jpeg(data: bytes, height: int, width: int) -> tuple[Image.Image, tuple[int, int]]:
     # libjpeg-turbo's DCT scaling decodes straight to the smallest size >= the model's: 3-4x less work.
     try:
+        original_h, original_w = simplejpeg.decode_jpeg_header(data)[:2]
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=height, min_width=width, strict=True)
     except ValueError:
         return _decode_other(data, height, width)  # e.g. CMYK or arithmetic coding: let Pillow try
-    return Image.fromarray(pixels)
+    return Image.fromarray(pixels), (original_w, original_h)
 
 
-def _decode_other(data: bytes, height: int, width: int) -> Image.Image:
+def _decode_other(data: bytes, height: int, width: int) -> tuple[Image.Image, tuple[int, int]]:
     image = Image.open(io.BytesIO(data))
+    original = image.size
     image.draft("RGB", (width, height))
     image.load()
-    return image.convert("RGB")
+    return image.convert("RGB"), original
 
 
-def _resize(image: Image.Image, spec: InputSpec) -> Image.Image:
+def _resize(image: Image.Image, geometry: Geometry, spec: InputSpec) -> Image.Image:
     height, width = spec.size
+    image = image.resize(geometry.scaled_size, Image.Resampling.BILINEAR)
     if spec.resize == "stretch":
-        return image.resize((width, height), Image.Resampling.BILINEAR)
-    scale_fn = max if spec.resize == "center_crop" else min
-    scale = scale_fn(width / image.width, height / image.height)
-    scaled = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    image = image.resize(scaled, Image.Resampling.BILINEAR)
-    left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
+        return image
     if spec.resize == "center_crop":
+        left, top = -geometry.pad_x, -geometry.pad_y
         return image.crop((left, top, left + width, top + height))
     canvas = Image.new("RGB", (width, height), (_LETTERBOX_FILL,) * 3)
-    canvas.paste(image, (-left, -top))
+    canvas.paste(image, (geometry.pad_x, geometry.pad_y))
     return canvas
 
 
@@ -95,6 +134,31 @@ class Normalizer:
         return tensor
 
 
-def stack(items: list[np.ndarray]) -> np.ndarray:
+def stack(items: list[PreparedImage]) -> np.ndarray:
     """One contiguous batch tensor from preprocessed images."""
-    return np.stack(items)
+    return np.stack([item.tensor for item in items])
+
+
+class ImageProblem(Problem):
+    """What the vision problems share: one image path per CSV row, decoded and preprocessed as the manifest says."""
+
+    row_format = "GCS_FILE_PATH"
+
+    def __init__(self, manifest: Manifest):
+        super().__init__(manifest)
+        self.normalize = Normalizer(manifest.input)
+
+    def parse_row(self, fields: list[str]) -> str:
+        if len(fields) != 1:
+            raise ValueError(f"has {len(fields)} columns; {self.name} expects one: {self.row_format}")
+        return fields[0].strip()
+
+    def check_input(self, uri: str) -> None:
+        check_image_extension(uri)
+
+    def decode(self, data: bytes) -> PreparedImage:
+        pixels, geometry = decode_image(data, self.manifest.input)
+        return PreparedImage(self.normalize(pixels), geometry)
+
+    def to_batch(self, items: list[PreparedImage]) -> np.ndarray:
+        return stack(items)

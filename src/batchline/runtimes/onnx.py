@@ -29,7 +29,8 @@ class OnnxRuntime(Runtime):
             raise InvalidArgument(f"{artifact}: ONNX Runtime cannot load this model: {exc}") from exc
         self.input_name = self._pick(manifest.input.name, [i.name for i in self.session.get_inputs()], "input.name")
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self._pick(manifest.output.scores, self.output_names, "output.scores")
+        for field, name in manifest.output.tensor_names().items():  # checked at import, not at the first batch
+            self._pick(name, self.output_names, field)
 
     def _pick(self, wanted: str | None, present: list[str], field: str) -> str:
         if wanted is None:

@@ -48,4 +48,4 @@ class ModelService:
         typed = problem.parse_params(params)
         item = problem.decode(data)
         outputs = loaded.runtime.predict_batch(problem.to_batch([item]))
-        return problem.postprocess(outputs, typed)[0], problem.result_metadata(typed)
+        return problem.postprocess(outputs, [item], typed)[0], problem.result_metadata(typed)

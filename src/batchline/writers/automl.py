@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from batchline.domain.annotations import Annotation
+from batchline.domain.annotations import Annotation, Box
 from batchline.domain.jobs import ShardRecord
 from batchline.storage import Storage, join
 
@@ -26,11 +26,21 @@ def output_dir_name(display_name: str, when: float) -> str:
 
 
 def annotation_line(annotation: Annotation) -> dict[str, Any]:
-    return {
-        "annotation_spec_id": annotation.label,
-        "classification": {"score": annotation.score},
-        "display_name": annotation.label,
-    }
+    if annotation.box is None:
+        payload = {"classification": {"score": annotation.score}}
+    else:
+        vertices = box_vertices(annotation.box)
+        payload = {
+            "image_object_detection": {"bounding_box": {"normalized_vertices": vertices}, "score": annotation.score}
+        }
+    # The documented lines list their keys alphabetically.
+    return dict(sorted({"annotation_spec_id": annotation.label, "display_name": annotation.label, **payload}.items()))
+
+
+def box_vertices(box: Box) -> list[dict[str, float]]:
+    """Top-left and bottom-right, as AutoML writes a bounding box."""
+    x_min, y_min, x_max, y_max = box
+    return [{"x": x_min, "y": y_min}, {"x": x_max, "y": y_max}]
 
 
 def result_line(item_id: str, annotations: Sequence[Annotation]) -> str:

@@ -1,0 +1,138 @@
+"""Detector output conventions -> candidate boxes per image, in the model input's pixels.
+
+Exports disagree on how detections leave the graph. model.yaml's `output.format` names the convention:
+  boxes  post-NMS tensors (torchvision, TensorFlow): boxes / scores / classes [/ count], with or without a batch
+         axis, xyxy or yxyx, pixels or normalized
+  yolo   a raw YOLO head, [batch, 4 + classes, anchors] of cx, cy, w, h and class scores; NMS happens here
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from batchline.errors import Internal
+from batchline.models.manifest import BoxesOutput, Manifest, YoloOutput
+
+_MAX_NMS_CANDIDATES = 30_000  # bounds NMS work on a degenerate head that scores everything high
+
+
+@dataclass
+class Candidates:
+    """One image's boxes: xyxy in model input pixels [k, 4], scores [k], class indices into labels [k]."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+
+def read_candidates(
+    manifest: Manifest, outputs: dict[str, np.ndarray], batch: int, threshold: float, limit: int
+) -> list[Candidates]:
+    """Each image's candidate boxes; a raw head is cut at `threshold` and NMS-ed down to `limit` here, post-NMS
+    tensors come as the model gave them (the caller filters both alike)."""
+    spec = manifest.output
+    if isinstance(spec, YoloOutput):
+        head = _yolo_head(spec, outputs, batch, len(manifest.labels))
+        return [_from_yolo(image, spec, threshold, limit) for image in head]
+    if isinstance(spec, BoxesOutput):
+        return _from_boxes(spec, outputs, batch, manifest)
+    raise Internal(f"output.format {spec.format!r} is not a detector's")
+
+
+# -- post-NMS tensors
+
+
+def _from_boxes(spec: BoxesOutput, outputs: dict[str, np.ndarray], batch: int, manifest: Manifest) -> list[Candidates]:
+    boxes, scores, classes = (outputs[name] for name in (spec.boxes, spec.scores, spec.classes))
+    if boxes.ndim == 2:  # [detections, 4]: an export without a batch axis (torchvision's) takes one image a time
+        if batch != 1:
+            raise Internal(
+                f"model output {spec.boxes!r} has shape {boxes.shape}, no batch axis for a batch of {batch}; "
+                "set batch_size: 1 in model.yaml for a model that takes one image at a time"
+            )
+        boxes, scores, classes = boxes[None], scores.reshape(1, -1), classes.reshape(1, -1)
+    if boxes.ndim != 3 or boxes.shape[0] != batch or boxes.shape[-1] != 4:
+        raise Internal(f"model output {spec.boxes!r} has shape {boxes.shape}; expected [{batch}, detections, 4]")
+    counts = outputs[spec.count].reshape(batch).astype(int) if spec.count else [boxes.shape[1]] * batch
+    height, width = manifest.input.size
+    size = np.array([width, height, width, height], dtype=np.float64)
+    found = []
+    for i in range(batch):
+        rows = boxes[i, : counts[i]].astype(np.float64)
+        if spec.box_order == "yxyx":
+            rows = rows[:, [1, 0, 3, 2]]
+        if spec.box_units == "normalized":
+            rows = rows * size
+        labels = classes.reshape(batch, -1)[i, : counts[i]].astype(np.int64) - spec.class_offset
+        _check_classes(labels, len(manifest.labels), spec.classes)
+        found.append(Candidates(rows, scores.reshape(batch, -1)[i, : counts[i]].astype(np.float64), labels))
+    return found
+
+
+def _check_classes(labels: np.ndarray, count: int, name: str) -> None:
+    bad = labels[(labels < 0) | (labels >= count)]
+    if bad.size:
+        raise Internal(
+            f"model output {name!r} gives class index {int(bad[0])}, outside the {count} labels of model.yaml; "
+            "check labels and output.class_offset"
+        )
+
+
+# -- raw YOLO head
+
+
+def _yolo_head(spec: YoloOutput, outputs: dict[str, np.ndarray], batch: int, classes: int) -> np.ndarray:
+    """[batch, 4 + classes, anchors]; the transposed [batch, anchors, 4 + classes] of some exports is accepted."""
+    name = spec.predictions or next(iter(outputs))
+    head = outputs[name]
+    if head.ndim == 3 and head.shape[0] == batch:
+        if head.shape[1] == 4 + classes:
+            return head
+        if head.shape[2] == 4 + classes:
+            return head.transpose(0, 2, 1)
+    raise Internal(
+        f"model output {name!r} has shape {head.shape}; a YOLO head for {classes} labels is "
+        f"[{batch}, {4 + classes}, anchors]"
+    )
+
+
+def _from_yolo(head: np.ndarray, spec: YoloOutput, threshold: float, limit: int) -> Candidates:
+    scores_by_class = head[4:]
+    if spec.activation == "sigmoid":
+        scores_by_class = 1.0 / (1.0 + np.exp(-scores_by_class))
+    classes = scores_by_class.argmax(axis=0)  # each anchor proposes its best class
+    scores = np.take_along_axis(scores_by_class, classes[None], axis=0)[0]
+    kept = np.flatnonzero(scores >= threshold)
+    if kept.size > _MAX_NMS_CANDIDATES:
+        kept = kept[np.argpartition(-scores[kept], _MAX_NMS_CANDIDATES)[:_MAX_NMS_CANDIDATES]]
+    cx, cy, w, h = head[:4, kept].astype(np.float64)
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    scores, classes = scores[kept].astype(np.float64), classes[kept]
+    chosen = nms(boxes, scores, classes, spec.iou_threshold, limit)
+    return Candidates(boxes[chosen], scores[chosen], classes[chosen])
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float, limit: int) -> np.ndarray:
+    """Class-aware greedy non-maximum suppression; indices of the kept boxes, best first, at most `limit`.
+
+    Shifting each class's boxes to their own region makes boxes of different classes never overlap, so one pass
+    suppresses within classes only.
+    """
+    if not len(boxes):
+        return np.empty(0, dtype=np.int64)
+    shifted = boxes + (classes * (np.abs(boxes).max() * 2 + 1))[:, None]
+    x1, y1, x2, y2 = shifted.T
+    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size and len(keep) < limit:
+        best, rest = order[0], order[1:]
+        overlap_w = (np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])).clip(0)
+        overlap_h = (np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])).clip(0)
+        overlap = overlap_w * overlap_h
+        iou = overlap / np.maximum(areas[best] + areas[rest] - overlap, 1e-12)
+        keep.append(int(best))
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
