@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
+from batchline.domain.annotations import Annotation
+
 app = typer.Typer(help="batchline: Google Cloud AutoML v1 prediction, self-hosted.", no_args_is_help=True)
 operations_app = typer.Typer(help="Long-running operations (batch jobs, deploys).", no_args_is_help=True)
 models_app = typer.Typer(
@@ -147,19 +149,42 @@ def predict(
     image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Image file.")],
     model: Annotated[str, typer.Option(help="Model id.")],
     score_threshold: Annotated[float | None, typer.Option(help="Only labels scoring at least this.")] = None,
+    max_bounding_box_count: Annotated[int | None, typer.Option(help="Detectors: at most this many boxes.")] = None,
+    render: Annotated[
+        Path | None, typer.Option(help="Also draw the boxes and labels onto the image and write it here as PNG.")
+    ] = None,
     server: Server = "http://127.0.0.1:8080",
     project: Project = "local",
     location: Location = "us-central1",
 ) -> None:
-    """Predict one image online: labels with scores, highest first."""
-    body: dict[str, Any] = {"payload": {"image": {"imageBytes": base64.b64encode(image.read_bytes()).decode()}}}
-    if score_threshold is not None:
-        body["params"] = {"score_threshold": str(score_threshold)}
+    """Predict one image online: labels (and boxes, for a detector) with scores, highest first."""
+    data = image.read_bytes()
+    params = {"score_threshold": score_threshold, "max_bounding_box_count": max_bounding_box_count}
+    body: dict[str, Any] = {
+        "payload": {"image": {"imageBytes": base64.b64encode(data).decode()}},
+        "params": {key: str(value) for key, value in params.items() if value is not None},
+    }
     reply = _call("POST", f"{_base(server, project, location)}/models/{model}:predict", json=body)
-    table = Table("label", "score")
-    for item in reply.get("payload", []):
-        table.add_row(item["displayName"], f"{item['classification']['score']:.4f}")
+    annotations = [_annotation(item) for item in reply.get("payload", [])]
+    table = Table("label", "score", *(["box (x_min, y_min, x_max, y_max)"] if any(a.box for a in annotations) else []))
+    for a in annotations:
+        table.add_row(a.label, f"{a.score:.4f}", *([", ".join(f"{v:.3f}" for v in a.box)] if a.box else []))
     console.print(table)
+    if render is not None:
+        from batchline.render import render as draw
+
+        render.write_bytes(draw(data, annotations))
+        console.print(f"drawn onto {render}")
+
+
+def _annotation(payload: dict[str, Any]) -> Annotation:
+    """An online prediction's payload entry back into an Annotation."""
+    detection = payload.get("imageObjectDetection")
+    if detection is None:
+        return Annotation(payload["displayName"], payload["classification"]["score"])
+    top_left, bottom_right = detection["boundingBox"]["normalizedVertices"]
+    box = (top_left.get("x", 0.0), top_left.get("y", 0.0), bottom_right.get("x", 0.0), bottom_right.get("y", 0.0))
+    return Annotation(payload["displayName"], detection["score"], box)
 
 
 @operations_app.command("get")

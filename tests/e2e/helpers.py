@@ -12,7 +12,11 @@ from PIL import Image
 from tests.support import COLORS
 
 RESULT_KEYS = {"ID", "annotations"}
-ANNOTATION_KEYS = {"annotation_spec_id", "classification", "display_name"}
+# The scenario's own key in each annotation, by result file stem, and what it holds.
+PAYLOAD_KEYS = {
+    "image_classification": ("classification", {"score"}),
+    "image_object_detection": ("image_object_detection", {"bounding_box", "score"}),
+}
 ERROR_KEYS = {"ID", "error"}
 
 
@@ -73,10 +77,12 @@ def read_batch_output(out_dir: Path, stem: str = "image_classification") -> tupl
                 errors[item] = row["error"]
             else:
                 assert set(row) == RESULT_KEYS, f"{where}: result line keys {sorted(row)}"
+                payload, payload_keys = PAYLOAD_KEYS[stem]
                 for annotation in row["annotations"]:
-                    assert set(annotation) == ANNOTATION_KEYS, f"{where}: annotation keys {sorted(annotation)}"
-                    assert set(annotation["classification"]) == {"score"}, where
-                scores = [a["classification"]["score"] for a in row["annotations"]]
+                    keys = {"annotation_spec_id", payload, "display_name"}
+                    assert set(annotation) == keys, f"{where}: annotation keys {sorted(annotation)}"
+                    assert set(annotation[payload]) == payload_keys, where
+                scores = [a[payload]["score"] for a in row["annotations"]]
                 assert scores == sorted(scores, reverse=True), f"{where}: annotations not highest score first"
                 results[item] = row["annotations"]
     return results, errors
