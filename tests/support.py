@@ -1,15 +1,25 @@
-"""Test helpers: a tiny real ONNX model with outputs we can predict, and image files."""
+"""Test helpers: tiny real ONNX models with outputs we can predict, image files, and AutoML API calls."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
+import yaml
 from onnx import TensorProto, helper
 from PIL import Image
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+BASE = "/v1/projects/p/locations/us-central1"
 
 COLOR_LABELS = ["red", "green", "blue"]
 COLORS = {"red": (220, 20, 20), "green": (20, 220, 20), "blue": (20, 20, 220)}
@@ -143,6 +153,64 @@ batch_size: 4
     return folder
 
 
+def make_detector_model(
+    folder: Path,
+    outputs: dict[str, np.ndarray],
+    output: dict[str, Any],
+    model_id: str = "detector",
+    size: int = 64,
+    resize: str = "letterbox",
+    labels: tuple[str, ...] = ("red", "green", "blue"),
+    batch_axis: bool = True,
+    batch_size: int = 4,
+) -> Path:
+    """A detector whose graph outputs are the given constants, whatever the image; `output` is model.yaml's
+    output section. With `batch_axis` each output is [N, *value.shape], one copy per image of the batch; without,
+    exactly `value` (a batch-1 export, as torchvision's). Written with model.yaml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    nodes = [  # 0 * mean(pixels) per image: a zero with the input's batch axis, to add the constants to
+        helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["zeros"]),
+        helper.make_node("ReduceMean", ["zeros"], ["scalar_zero"], keepdims=0),
+    ]
+    initializers = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])]
+    graph_outputs = []
+    for name, value in outputs.items():
+        dtype = helper.np_dtype_to_tensor_dtype(value.dtype)
+        if batch_axis:
+            shape = helper.make_tensor(f"{name}_shape", TensorProto.INT64, [value.ndim + 1], [-1] + [1] * value.ndim)
+            initializers.append(shape)
+            nodes.append(helper.make_node("Reshape", ["zeros", shape.name], [f"{name}_zeros"]))
+        else:
+            nodes.append(helper.make_node("Identity", ["scalar_zero"], [f"{name}_zeros"]))
+        initializers.append(helper.make_tensor(f"{name}_value", dtype, value.shape, value.ravel()))
+        nodes += [
+            helper.make_node("Cast", [f"{name}_zeros"], [f"{name}_typed"], to=dtype),
+            helper.make_node("Add", [f"{name}_typed", f"{name}_value"], [name]),
+        ]
+        shape_out = ["N", *value.shape] if batch_axis else list(value.shape)
+        graph_outputs.append(helper.make_tensor_value_info(name, dtype, shape_out))
+    graph = helper.make_graph(
+        nodes,
+        "detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
+        graph_outputs,
+        initializers,
+    )
+    save_model(graph, folder)
+    manifest = {
+        "id": model_id,
+        "display_name": model_id.replace("-", "_"),
+        "problem": "image_object_detection",
+        "labels": list(labels),
+        "input": {"name": "images", "size": [size, size], "resize": resize},
+        "output": output,
+        "batch_size": batch_size,
+    }
+    (folder / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return folder
+
+
 def make_yolo_model(
     folder: Path,
     head: np.ndarray,
@@ -150,40 +218,74 @@ def make_yolo_model(
     size: int = 64,
     resize: str = "letterbox",
     labels: tuple[str, ...] = ("red", "green", "blue"),
+    activation: str = "none",
 ) -> Path:
     """A detector with a raw YOLO head that answers `head` ([4 + classes, anchors]: cx, cy, w, h in input pixels,
     then class scores) for every image. Boxes are known in model pixels, so where they land in the original image
     is computable by hand: that is what the letterbox / stretch mapping must get right."""
-    folder.mkdir(parents=True, exist_ok=True)
-    constant = helper.make_tensor("head", TensorProto.FLOAT, head.shape, head.astype(np.float32).ravel())
-    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
-    graph = helper.make_graph(
-        [  # per image: 0 * mean(pixels) + head, so the output has the batch axis of the input
-            helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=1),
-            helper.make_node("Squeeze", ["mean", "last"], ["per_image"]),
-            helper.make_node("Mul", ["per_image", "zero"], ["nothing"]),
-            helper.make_node("Add", ["nothing", "head"], ["output0"]),
-        ],
-        "yolo",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", *head.shape])],
-        [constant, zero, helper.make_tensor("last", TensorProto.INT64, [1], [3])],
+    output = {"format": "yolo", "predictions": "output0", "iou_threshold": 0.5, "activation": activation}
+    return make_detector_model(
+        folder, {"output0": head.astype(np.float32)}, output, model_id=model_id, size=size, resize=resize, labels=labels
     )
-    save_model(graph, folder)
-    (folder / "model.yaml").write_text(
-        f"""id: {model_id}
-display_name: {model_id.replace("-", "_")}
-problem: image_object_detection
-labels: [{", ".join(labels)}]
-input:
-  name: images
-  size: [{size}, {size}]
-  resize: {resize}
-output:
-  format: yolo
-  predictions: output0
-  iou_threshold: 0.5
-batch_size: 4
-"""
-    )
-    return folder
+
+
+def yolo_head(
+    detections: list[tuple[tuple[float, float, float, float], int, float]], classes: int = 3, others: float = 0.0
+) -> np.ndarray:
+    """[4 + classes, anchors] from (xyxy box in model pixels, class index, score) per anchor; the other classes
+    score `others` (a very negative logit where the model's activation is sigmoid)."""
+    head = np.full((4 + classes, len(detections)), others, dtype=np.float32)
+    for anchor, ((x1, y1, x2, y2), label, score) in enumerate(detections):
+        head[:4, anchor] = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+        head[4 + label, anchor] = score
+    return head
+
+
+def edit_manifest(folder: Path, old: str, new: str) -> None:
+    path = folder / "model.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+# -- AutoML v1 calls through the in-process app
+
+
+def submit(client: TestClient, csv_uris: list[str], params: dict | None = None, model: str = "colors"):
+    body = {
+        "inputConfig": {"gcsSource": {"inputUris": csv_uris}},
+        "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://b/out"}},
+        "params": params or {},
+    }
+    return client.post(f"{BASE}/models/{model}:batchPredict", json=body)
+
+
+def wait_done(client: TestClient, name: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op = client.get(f"/v1/{name}").json()
+        if op.get("done"):
+            return op
+        time.sleep(0.05)
+    raise AssertionError(f"operation {name} not done after {timeout}s: {op}")
+
+
+def read_jsonl(folder: Path, pattern: str) -> list[dict]:
+    return [json.loads(line) for f in sorted(folder.glob(pattern)) for line in f.read_text().splitlines()]
+
+
+def output_folder(data_dir: Path, op: dict) -> Path:
+    uri = op["metadata"]["batchPredictDetails"]["outputInfo"]["gcsOutputDirectory"]
+    return data_dir / "buckets" / uri.removeprefix("gs://")
+
+
+def predict_body(data: bytes, **params: str) -> dict:
+    return {"payload": {"image": {"imageBytes": base64.b64encode(data).decode()}}, "params": params}
+
+
+def assert_error(reply, http: int, status: str, *words: str) -> None:
+    assert reply.status_code == http, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == http and error["status"] == status
+    for word in words:
+        assert word in error["message"]

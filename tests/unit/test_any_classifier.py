@@ -16,8 +16,7 @@ from batchline.config import Settings
 from batchline.models.manifest import InputSpec
 from batchline.models.repository import ModelRepository
 from batchline.problems.images import Normalizer, decode_image
-from tests.support import make_nhwc_bgr_uint8_model, write_image
-from tests.unit.test_api_batch import output_folder, submit, wait_done
+from tests.support import make_nhwc_bgr_uint8_model, output_folder, submit, wait_done, write_image
 
 
 def png(image: Image.Image) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -10,45 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from batchline.api.app import create_app
-from batchline.config import Settings
-from tests.support import image_bytes, write_image
-
-BASE = "/v1/projects/p/locations/us-central1"
-
-
-@pytest.fixture
-def client(settings: Settings):
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-
-
-def submit(client: TestClient, csv_uris: list[str], params: dict | None = None, model: str = "colors"):
-    body = {
-        "inputConfig": {"gcsSource": {"inputUris": csv_uris}},
-        "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://b/out"}},
-        "params": params or {},
-    }
-    return client.post(f"{BASE}/models/{model}:batchPredict", json=body)
-
-
-def wait_done(client: TestClient, name: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op = client.get(f"/v1/{name}").json()
-        if op.get("done"):
-            return op
-        time.sleep(0.05)
-    raise AssertionError(f"operation {name} not done after {timeout}s: {op}")
-
-
-def read_jsonl(folder: Path, pattern: str) -> list[dict]:
-    return [json.loads(line) for f in sorted(folder.glob(pattern)) for line in f.read_text().splitlines()]
-
-
-def output_folder(data_dir: Path, op: dict) -> Path:
-    uri = op["metadata"]["batchPredictDetails"]["outputInfo"]["gcsOutputDirectory"]
-    return data_dir / "buckets" / uri.removeprefix("gs://")
+from tests.support import image_bytes, output_folder, read_jsonl, submit, wait_done, write_image
 
 
 def test_results_and_errors_layout(client: TestClient, data_dir: Path) -> None:

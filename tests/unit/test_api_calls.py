@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
@@ -13,16 +12,17 @@ from google.cloud import automl_v1  # registers the AutoML message types used to
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
-from batchline.api.app import create_app
-from batchline.config import Settings
-from tests.support import image_bytes, link_many, write_big_png, write_image
-from tests.unit.test_api_batch import BASE, submit, wait_done
-
-
-@pytest.fixture
-def client(settings: Settings):
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+from tests.support import (
+    BASE,
+    assert_error,
+    image_bytes,
+    link_many,
+    predict_body,
+    submit,
+    wait_done,
+    write_big_png,
+    write_image,
+)
 
 
 def strict_operation(body: dict) -> operations_pb2.Operation:
@@ -31,18 +31,6 @@ def strict_operation(body: dict) -> operations_pb2.Operation:
     metadata = automl_v1.OperationMetadata.pb()()
     assert op.metadata.Unpack(metadata)
     return op
-
-
-def assert_error(reply, http: int, status: str, *words: str) -> None:
-    assert reply.status_code == http, reply.text
-    error = reply.json()["error"]
-    assert error["code"] == http and error["status"] == status
-    for word in words:
-        assert word in error["message"]
-
-
-def predict_body(data: bytes, **params: str) -> dict:
-    return {"payload": {"image": {"imageBytes": base64.b64encode(data).decode()}}, "params": params}
 
 
 def test_predict_returns_labels_highest_first(client: TestClient) -> None:

@@ -8,14 +8,7 @@ import pytest
 
 from batchline.errors import AlreadyExists, InvalidArgument, NotFound
 from batchline.models.repository import ModelRepository
-from tests.support import make_color_model
-
-
-def edit_manifest(folder: Path, old: str, new: str) -> None:
-    path = folder / "model.yaml"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
+from tests.support import edit_manifest, make_color_model
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import numpy as np
 
 from batchline.errors import Internal
 from batchline.models.manifest import BoxesOutput, Manifest, YoloOutput
+from batchline.problems.images import Geometry
 
 _MAX_NMS_CANDIDATES = 30_000  # bounds NMS work on a degenerate head that scores everything high
 
@@ -28,23 +29,26 @@ class Candidates:
 
 
 def read_candidates(
-    manifest: Manifest, outputs: dict[str, np.ndarray], batch: int, threshold: float, limit: int
+    manifest: Manifest, outputs: dict[str, np.ndarray], geometries: list[Geometry], threshold: float, limit: int
 ) -> list[Candidates]:
-    """Each image's candidate boxes; a raw head is cut at `threshold` and NMS-ed down to `limit` here, post-NMS
-    tensors come as the model gave them (the caller filters both alike)."""
+    """Each image's candidate boxes scoring >= threshold; a raw head is also rid of boxes off the picture and
+    NMS-ed down to `limit` here (the caller then clamps, sorts and cuts both conventions alike)."""
     spec = manifest.output
+    batch = len(geometries)
     if isinstance(spec, YoloOutput):
         head = _yolo_head(spec, outputs, batch, len(manifest.labels))
-        return [_from_yolo(image, spec, threshold, limit) for image in head]
+        return [_from_yolo(image, spec, threshold, limit, g.window) for image, g in zip(head, geometries, strict=True)]
     if isinstance(spec, BoxesOutput):
-        return _from_boxes(spec, outputs, batch, manifest)
+        return _from_boxes(spec, outputs, batch, manifest, threshold)
     raise Internal(f"output.format {spec.format!r} is not a detector's")
 
 
 # -- post-NMS tensors
 
 
-def _from_boxes(spec: BoxesOutput, outputs: dict[str, np.ndarray], batch: int, manifest: Manifest) -> list[Candidates]:
+def _from_boxes(
+    spec: BoxesOutput, outputs: dict[str, np.ndarray], batch: int, manifest: Manifest, threshold: float
+) -> list[Candidates]:
     boxes, scores, classes = (outputs[name] for name in (spec.boxes, spec.scores, spec.classes))
     if boxes.ndim == 2:  # [detections, 4]: an export without a batch axis (torchvision's) takes one image a time
         if batch != 1:
@@ -60,14 +64,16 @@ def _from_boxes(spec: BoxesOutput, outputs: dict[str, np.ndarray], batch: int, m
     size = np.array([width, height, width, height], dtype=np.float64)
     found = []
     for i in range(batch):
-        rows = boxes[i, : counts[i]].astype(np.float64)
+        image_scores = scores.reshape(batch, -1)[i, : counts[i]].astype(np.float64)
+        kept = np.flatnonzero(image_scores >= threshold)  # padding rows (score 0, class 0) are no detections
+        rows = boxes[i, kept].astype(np.float64)
         if spec.box_order == "yxyx":
             rows = rows[:, [1, 0, 3, 2]]
         if spec.box_units == "normalized":
             rows = rows * size
-        labels = classes.reshape(batch, -1)[i, : counts[i]].astype(np.int64) - spec.class_offset
+        labels = classes.reshape(batch, -1)[i, kept].astype(np.int64) - spec.class_offset
         _check_classes(labels, len(manifest.labels), spec.classes)
-        found.append(Candidates(rows, scores.reshape(batch, -1)[i, : counts[i]].astype(np.float64), labels))
+        found.append(Candidates(rows, image_scores[kept], labels))
     return found
 
 
@@ -98,7 +104,9 @@ def _yolo_head(spec: YoloOutput, outputs: dict[str, np.ndarray], batch: int, cla
     )
 
 
-def _from_yolo(head: np.ndarray, spec: YoloOutput, threshold: float, limit: int) -> Candidates:
+def _from_yolo(
+    head: np.ndarray, spec: YoloOutput, threshold: float, limit: int, window: tuple[int, int, int, int]
+) -> Candidates:
     scores_by_class = head[4:]
     if spec.activation == "sigmoid":
         scores_by_class = 1.0 / (1.0 + np.exp(-scores_by_class))
@@ -110,6 +118,12 @@ def _from_yolo(head: np.ndarray, spec: YoloOutput, threshold: float, limit: int)
     cx, cy, w, h = head[:4, kept].astype(np.float64)
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     scores, classes = scores[kept].astype(np.float64), classes[kept]
+    # A box that does not overlap the picture (e.g. all in the letterbox padding) is no detection: dropped before
+    # NMS, so that it neither takes one of the `limit` places nor suppresses a real box.
+    left, top, right, bottom = window
+    x1, y1, x2, y2 = boxes.T
+    on_picture = (np.minimum(x2, right) > np.maximum(x1, left)) & (np.minimum(y2, bottom) > np.maximum(y1, top))
+    boxes, scores, classes = boxes[on_picture], scores[on_picture], classes[on_picture]
     chosen = nms(boxes, scores, classes, spec.iou_threshold, limit)
     return Candidates(boxes[chosen], scores[chosen], classes[chosen])
 

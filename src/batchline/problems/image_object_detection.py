@@ -29,7 +29,7 @@ class ImageObjectDetection(ImageProblem):
         self, outputs: dict[str, np.ndarray], items: list[PreparedImage], params: dict[str, Any]
     ) -> list[list[Annotation]]:
         threshold, limit = params["score_threshold"], params["max_bounding_box_count"]
-        found = read_candidates(self.manifest, outputs, len(items), threshold, limit)
+        found = read_candidates(self.manifest, outputs, [item.geometry for item in items], threshold, limit)
         return [self._annotations(c, item.geometry, threshold, limit) for c, item in zip(found, items, strict=True)]
 
     def result_metadata(self, params: dict[str, Any]) -> dict[str, str]:

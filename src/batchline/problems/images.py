@@ -52,6 +52,12 @@ class Geometry:
     def scaled_size(self) -> tuple[int, int]:
         return max(1, round(self.width * self.scale_x)), max(1, round(self.height * self.scale_y))
 
+    @property
+    def window(self) -> tuple[int, int, int, int]:
+        """Left, top, right, bottom of the picture in the model's input, in pixels (inside the letterbox padding)."""
+        scaled_w, scaled_h = self.scaled_size
+        return self.pad_x, self.pad_y, self.pad_x + scaled_w, self.pad_y + scaled_h
+
 
 @dataclass(frozen=True)
 class PreparedImage:
@@ -65,12 +71,8 @@ def decode_image(data: bytes, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
     """Decode and resize to spec.size: uint8 HxWx3 in the model's channel order, and how it was fitted."""
     if not data:
         raise InvalidArgument("image cannot be decoded: the file is empty (0 bytes)")
-    height, width = spec.size
     try:
-        image, original = (
-            _decode_jpeg(data, height, width) if data[:2] == b"\xff\xd8" else _decode_other(data, height, width)
-        )
-        geometry = Geometry.fit(*original, spec)
+        image, geometry = _decode_jpeg(data, spec) if data[:2] == b"\xff\xd8" else _decode_other(data, spec)
         array = np.asarray(_resize(image, geometry, spec), dtype=np.uint8)
     except UnidentifiedImageError:
         raise InvalidArgument("image cannot be decoded: the data is not a JPEG, PNG or GIF image") from None
@@ -79,22 +81,24 @@ def decode_image(data: bytes, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
     return (array[..., ::-1] if spec.channel_order == "bgr" else array), geometry
 
 
-def _decode_jpeg(data: bytes, height: int, width: int) -> tuple[Image.Image, tuple[int, int]]:
-    # libjpeg-turbo's DCT scaling decodes straight to the smallest size >= the model's: 3-4x less work.
+def _decode_jpeg(data: bytes, spec: InputSpec) -> tuple[Image.Image, Geometry]:
+    # libjpeg-turbo's DCT scaling decodes straight to the smallest size >= what the resize needs: 3-4x less work.
     try:
-        original_h, original_w = simplejpeg.decode_jpeg_header(data)[:2]
-        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=height, min_width=width, strict=True)
+        height, width = simplejpeg.decode_jpeg_header(data)[:2]
+        geometry = Geometry.fit(width, height, spec)
+        scaled_w, scaled_h = geometry.scaled_size
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=scaled_h, min_width=scaled_w, strict=True)
     except ValueError:
-        return _decode_other(data, height, width)  # e.g. CMYK or arithmetic coding: let Pillow try
-    return Image.fromarray(pixels), (original_w, original_h)
+        return _decode_other(data, spec)  # e.g. CMYK or arithmetic coding: let Pillow try
+    return Image.fromarray(pixels), geometry
 
 
-def _decode_other(data: bytes, height: int, width: int) -> tuple[Image.Image, tuple[int, int]]:
+def _decode_other(data: bytes, spec: InputSpec) -> tuple[Image.Image, Geometry]:
     image = Image.open(io.BytesIO(data))
-    original = image.size
-    image.draft("RGB", (width, height))
+    geometry = Geometry.fit(*image.size, spec)
+    image.draft("RGB", geometry.scaled_size)
     image.load()
-    return image.convert("RGB"), original
+    return image.convert("RGB"), geometry
 
 
 def _resize(image: Image.Image, geometry: Geometry, spec: InputSpec) -> Image.Image:
