@@ -18,12 +18,12 @@ The export is cached: a second run with the folder already there does nothing (p
 
 from __future__ import annotations
 
-import argparse
 import sys
-import warnings
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+import modelexport
+from modelexport import OUT, calibrate_batchnorm, check_parameter_count, export_onnx, labels_yaml
+
 MODEL_DIR = OUT / "mobilenetv3-small"
 MODEL_ID = "mobilenetv3-small"
 NUM_CLASSES = 1000
@@ -132,30 +132,14 @@ def build_model():  # noqa: C901 - the nested module classes need torch, importe
     return MobileNetV3Small()
 
 
-def calibrate_batchnorm(model, batches: int = 4, batch_size: int = 16) -> None:
-    """Set BatchNorm running statistics from a few random, normalised-looking batches."""
-    import torch
-
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            model(torch.randn(batch_size, 3, SIZE, SIZE))
-    model.eval()
-
-
 def manifest_text() -> str:
-    labels = "\n".join(f"  - class_{i:03d}" for i in range(NUM_CLASSES))
     return f"""id: {MODEL_ID}
 display_name: mobilenetv3_small
 problem: image_classification
 format: onnx
 artifact: model.onnx
 labels:
-{labels}
+{labels_yaml([f"class_{i:03d}" for i in range(NUM_CLASSES)])}
 input:
   name: input
   size: [{SIZE}, {SIZE}]
@@ -174,55 +158,20 @@ batch_size: 32
 
 
 def export(folder: Path, seed: int = 0) -> None:
-    import numpy as np
-    import onnx
     import torch
 
     torch.manual_seed(seed)
     model = build_model()
-    count = sum(p.numel() for p in model.parameters())
-    if count != EXPECTED_PARAMETERS:
-        raise SystemExit(f"MobileNetV3-Small should have {EXPECTED_PARAMETERS:,} parameters, this one has {count:,}")
-    calibrate_batchnorm(model)
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / "model.onnx.tmp"
+    count = check_parameter_count(model, EXPECTED_PARAMETERS, "MobileNetV3-Small")
+    # The model takes ImageNet-normalised pixels: roughly standard normal.
+    calibrate_batchnorm(model, lambda batch: torch.randn(batch, 3, SIZE, SIZE))
     example = torch.randn(2, 3, SIZE, SIZE)
-    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-    torch.onnx.export(
-        model, (example,), str(staging), input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
-    )
-    onnx.checker.check_model(str(staging))
-    with torch.no_grad():
-        expected = model(example).numpy()
-    _check_with_onnxruntime(staging, example.numpy(), expected, np)
-    np.savez(folder / "reference.npz", input=example.numpy(), logits=expected)  # bench/run.py checks ORT against it
-    staging.replace(folder / "model.onnx")
-    (folder / "model.yaml").write_text(manifest_text(), encoding="utf-8")
+    export_onnx(model, folder, example, "input", "logits", manifest_text())
     print(f"exported MobileNetV3-Small ({count:,} parameters, random weights, seed {seed}) to {folder}")
 
 
-def _check_with_onnxruntime(path: Path, x, expected, np) -> None:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return  # the torch venv need not have it; bench/run.py loads the model with ONNX Runtime anyway
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"input": x})[0]
-    if not np.allclose(got, expected, rtol=1e-3, atol=1e-4):
-        raise SystemExit(f"ONNX Runtime disagrees with torch: max abs diff {np.abs(got - expected).max()}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=MODEL_DIR, help="model folder to write (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if the folder already has the model")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if not args.force and (args.out / "model.onnx").is_file() and (args.out / "model.yaml").is_file():
-        print(f"cached: {args.out} (pass --force to rebuild)")
-        return 0
-    export(args.out, args.seed)
-    return 0
+    return modelexport.main(argv, __doc__, MODEL_DIR, export)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,21 @@
 """batchline's speed, measured side by side in one run (see shared BENCHMARKS.md and bench/README.md).
 
-    .venv/bin/python bench/run.py --n 2000          # every figure and the bars
-    .venv/bin/python bench/run.py --rss-check       # peak server RSS at N = 2,000 vs N = 20,000
+    .venv/bin/python bench/run.py --n 2000                        # every figure and the bars, MobileNetV3-Small
+    .venv/bin/python bench/run.py --n 2000 --model yolov8n-320    # the same for the YOLOv8n detector
+    .venv/bin/python bench/run.py --rss-check                     # peak server RSS at N = 2,000 vs N = 20,000
 
-Inputs: N 640x480 JPEGs (generated once, cached in bench/out/images-640x480-q90/) and MobileNetV3-Small 224 with
-random weights (bench/mobilenet.py, cached in bench/out/mobilenetv3-small/; built with a torch venv on first use).
-Each run makes a fresh data dir under bench/out/, imports the model with `batchline models import`, and measures:
+Inputs: N 640x480 JPEGs (generated once, cached in bench/out/images-640x480-q90/) and a model with random weights,
+built with a torch venv on first use and cached in bench/out/MODEL/: MobileNetV3-Small 224 (bench/mobilenet.py) or
+YOLOv8n 320 (bench/yolov8n.py). Each run makes a fresh data dir under bench/out/, imports the model with
+`batchline models import`, and measures:
 
   model-only   ONNX Runtime alone on pre-decoded tensors, best of batch 1 / 8 / 32, intra-op threads = cores
   decode-only  batchline's decode + to_batch (read + decode + resize + normalise) on every core,
                a pool of cores-many threads and one of cores-many processes; the faster counts
   limit        n / (c_dec + c_model), c_x = n / rate_x: core-seconds per image in each stage
   end-to-end   the real `batchline serve` subprocess: batchPredict over HTTP, poll until done; N / (done - submit)
-  naive        one Python loop: read, PIL decode, resize, normalise, session.run on one image, append a JSON line
+  naive        one Python loop: read, PIL decode, resize, normalise, session.run on one image, postprocess
+               (softmax top 5; for the detector batchline's threshold + NMS), append a JSON line
   six-image    submit-to-done time of a six-image batchPredict on the warm server (polled every 20 ms)
 """
 
@@ -35,7 +38,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
@@ -44,7 +47,6 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 OUT = BENCH / "out"
-MODEL_DIR = OUT / "mobilenetv3-small"
 WIDTH, HEIGHT, QUALITY = 640, 480, 90
 IMAGES = OUT / f"images-{WIDTH}x{HEIGHT}-q{QUALITY}"
 PROJECT, LOCATION, BUCKET = "bench", "us-central1", "bench"
@@ -56,6 +58,32 @@ BAR_LIMIT_RATIO = 0.8
 BAR_NAIVE_RATIO = 2.0
 BAR_SIX_SECONDS = 1.5
 BAR_RSS_GROWTH = 1.25
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A model the bench measures: the script that builds it into bench/out/<key>/, and the params of its jobs."""
+
+    key: str
+    title: str
+    builder: str
+    params: dict[str, str] = field(default_factory=dict)  # batchPredict params of every job, and of the naive loop
+    params_why: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return OUT / self.key
+
+
+MODELS = {
+    "mobilenetv3-small": BenchModel("mobilenetv3-small", "MobileNetV3-Small", "mobilenet.py"),
+    "yolov8n-320": BenchModel(
+        "yolov8n-320", "YOLOv8n", "yolov8n.py", {"score_threshold": "0.0002"},
+        # Measured on the first 200 bench images with bench/yolov8n.py's seed-0 model.
+        "random weights score every box near the class prior (~1e-5 to 2e-4): at the default 0.5 no box passes; "
+        "at 0.0002 each image keeps 16-100 boxes after NMS (median ~30), like a busy photo",
+    ),
+}
 
 
 # ---------------------------------------------------------------------------------------------------- the machine
@@ -128,8 +156,8 @@ def n_all_cpus() -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
-def ensure_model(torch_python: str) -> None:
-    if (MODEL_DIR / "model.onnx").is_file() and (MODEL_DIR / "model.yaml").is_file():
+def ensure_model(model: BenchModel, torch_python: str) -> None:
+    if (model.folder / "model.onnx").is_file() and (model.folder / "model.yaml").is_file():
         return
     if not Path(torch_python).exists():
         sys.exit(
@@ -137,8 +165,8 @@ def ensure_model(torch_python: str) -> None:
             f"  python3 -m venv /tmp/benchenv && /tmp/benchenv/bin/pip install torch==2.13.0 onnx\n"
             f"(or pass --torch-python PYTHON_WITH_TORCH)"
         )
-    print(f"building the model with {torch_python} bench/mobilenet.py ...", flush=True)
-    subprocess.run([torch_python, str(BENCH / "mobilenet.py"), "--out", str(MODEL_DIR)], check=True)
+    print(f"building the model with {torch_python} bench/{model.builder} ...", flush=True)
+    subprocess.run([torch_python, str(BENCH / model.builder), "--out", str(model.folder)], check=True)
 
 
 _NOISE: np.ndarray | None = None
@@ -244,28 +272,33 @@ def batchline_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "batchline"]
 
 
-def import_model(data: DataDir) -> str:
+def import_model(data: DataDir, folder: Path) -> str:
     result = subprocess.run(
-        [*batchline_cmd(), "models", "import", str(MODEL_DIR), "--data-dir", str(data.root)],
+        [*batchline_cmd(), "models", "import", str(folder), "--data-dir", str(data.root)],
         capture_output=True, text=True,
     )
     if result.returncode != 0:
         sys.exit(f"batchline models import failed:\n{result.stdout}{result.stderr}")
     from batchline.models.manifest import load_manifest
 
-    return load_manifest(MODEL_DIR).id
+    return load_manifest(folder).id
 
 
-def check_model_matches_reference(runtime: Any) -> None:
-    """ONNX Runtime must give what torch gave at export: the model is the network it claims to be."""
-    ref = MODEL_DIR / "reference.npz"
+def check_model_matches_reference(runtime: Any, folder: Path) -> None:
+    """ONNX Runtime must give what torch gave at export: the model is the network it claims to be.
+
+    reference.npz holds `input` and torch's output under the output's name (bench/modelexport.py).
+    """
+    ref = folder / "reference.npz"
     if not ref.is_file():
         return
     data = np.load(ref)
-    got = runtime.predict_batch(data["input"])["logits"]
-    if not np.allclose(got, data["logits"], rtol=1e-3, atol=1e-4):
-        diff = np.abs(got - data["logits"]).max()
-        sys.exit(f"the ONNX model disagrees with torch's reference output (max diff {diff}); rebuild it with --force")
+    got = runtime.predict_batch(data["input"])
+    for name in set(data.files) - {"input"}:
+        if not np.allclose(got[name], data[name], rtol=1e-3, atol=1e-4):
+            diff = np.abs(got[name] - data[name]).max()
+            sys.exit(f"the ONNX model's {name!r} disagrees with torch's reference output (max diff {diff}); "
+                     f"rebuild it with --force")
 
 
 # ---------------------------------------------------------------------------------------------------- figures
@@ -321,24 +354,64 @@ def decode_only(paths: list[Path], manifest: Any, workers: int, batch_size: int)
     return rates
 
 
-def naive_loop(paths: list[Path], session: Any, input_name: str, spec: Any, labels: list[str], out: Path) -> float:
+def naive_loop(paths: list[Path], runtime: Any, problem: Any, params: dict[str, Any], out: Path) -> float:
     """The loop a user writes first: file -> PIL -> resize -> normalise -> session.run(1 image) -> JSON line."""
-    height, width = spec.size
+    spec = problem.manifest.input
     mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    annotate = NAIVE_POSTPROCESS[problem.name][0]
     t0 = time.perf_counter()
     with out.open("w") as sink:
         for path in paths:
             with Image.open(path) as image:
-                rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+                rgb, geometry = naive_resize(image.convert("RGB"), spec)
             x = (np.asarray(rgb, np.float32) * np.float32(spec.scale) - mean) / std
             x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-            logits = session.run(None, {input_name: x})[0][0]
-            scores = np.exp(logits - logits.max())
-            scores /= scores.sum()
-            top = np.argsort(scores)[::-1][:5]
-            annotations = [{"display_name": labels[i], "classification": {"score": float(scores[i])}} for i in top]
+            outputs = dict(zip(runtime.output_names, runtime.session.run(None, {runtime.input_name: x}), strict=True))
+            annotations = annotate(outputs, x[0], geometry, problem, params)
             sink.write(json.dumps({"ID": str(path), "annotations": annotations}) + "\n")
     return len(paths) / (time.perf_counter() - t0)
+
+
+def naive_resize(image: Image.Image, spec: Any) -> tuple[Image.Image, Any]:
+    """Stretch to the model's size, or letterbox: scale to fit, centre on grey (114) as YOLO exports expect."""
+    from batchline.problems.images import Geometry
+
+    height, width = spec.size
+    geometry = Geometry.fit(image.width, image.height, spec)  # the same arithmetic a user writes for a letterbox
+    resized = image.resize(geometry.scaled_size, Image.Resampling.BILINEAR)
+    if spec.resize == "stretch":
+        return resized, geometry
+    canvas = Image.new("RGB", (width, height), (114, 114, 114))
+    canvas.paste(resized, (geometry.pad_x, geometry.pad_y))
+    return canvas, geometry
+
+
+def naive_top5(outputs: dict[str, np.ndarray], tensor: np.ndarray, geometry: Any, problem: Any,
+               params: dict[str, Any]) -> list[dict]:
+    """A classifier user's postprocess: softmax by hand, the top 5 labels."""
+    logits = next(iter(outputs.values()))[0]
+    scores = np.exp(logits - logits.max())
+    scores /= scores.sum()
+    labels = problem.manifest.labels
+    return [{"display_name": labels[i], "classification": {"score": float(scores[i])}}
+            for i in np.argsort(scores)[::-1][:5]]
+
+
+def naive_detections(outputs: dict[str, np.ndarray], tensor: np.ndarray, geometry: Any, problem: Any,
+                     params: dict[str, Any]) -> list[dict]:
+    """A detector user's postprocess (threshold, NMS, boxes back to the image) for one image: batchline's own,
+    so that the loop does the same work per image as the server, one image at a time."""
+    from batchline.problems.images import PreparedImage
+
+    [found] = problem.postprocess(outputs, [PreparedImage(tensor, geometry)], params)
+    return [{"display_name": a.label, "score": a.score, "box": a.box} for a in found]
+
+
+# Per problem: the naive loop's postprocess, and how the naive line describes it.
+NAIVE_POSTPROCESS = {
+    "image_classification": (naive_top5, "softmax top 5"),
+    "image_object_detection": (naive_detections, "letterbox, batchline's postprocess (threshold, NMS)"),
+}
 
 
 # ---------------------------------------------------------------------------------------------------- the server
@@ -383,11 +456,17 @@ class RssSampler(threading.Thread):
             self.peak = max(self.peak, rss or 0)
 
 
-class Server:
-    """`batchline serve` on a free local port, as a subprocess, with its own data dir."""
+class Job(NamedTuple):
+    seconds: float  # submit to done
+    annotations: int  # in all its result lines
 
-    def __init__(self, data: DataDir):
-        self.data = data
+
+class Server:
+    """`batchline serve` on a free local port, as a subprocess, with its own data dir; its jobs all take `params`
+    and write `<output_stem>_N.jsonl`."""
+
+    def __init__(self, data: DataDir, params: dict[str, str], output_stem: str):
+        self.data, self.params, self.output_stem = data, params, output_stem
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base = f"{self.url}/v1/projects/{PROJECT}/locations/{LOCATION}"
@@ -418,6 +497,7 @@ class Server:
         body = {
             "inputConfig": {"gcsSource": {"inputUris": [csv_uri]}},
             "outputConfig": {"gcsDestination": {"outputUriPrefix": out_uri}},
+            "params": self.params,
         }
         reply = self.client.post(f"{self.base}/models/{model_id}:batchPredict", json=body)
         if reply.status_code != 200:
@@ -439,23 +519,25 @@ class Server:
             time.sleep(poll)
         sys.exit(f"operation {op_name} not done after {timeout} s")
 
-    def run_job(self, model_id: str, csv_uri: str, expected: int, poll: float) -> float:
-        """Submit, poll until done, check the outputs; seconds from submit to done."""
+    def run_job(self, model_id: str, csv_uri: str, expected: int, poll: float) -> Job:
+        """Submit, poll until done, check the outputs."""
         t0 = time.perf_counter()
         name = self.batch_predict(model_id, csv_uri, f"gs://{BUCKET}/out/")
         op = self.wait_done(name, poll)
         elapsed = time.perf_counter() - t0
         if "error" in op:
             sys.exit(f"the job failed: {op['error']}")
-        self._check_outputs(op, expected)
-        return elapsed
+        return Job(elapsed, self._check_outputs(op, expected))
 
-    def _check_outputs(self, op: dict, expected: int) -> None:
+    def _check_outputs(self, op: dict, expected: int) -> int:
+        """N result lines and no errors, or exit; the annotations in all result lines."""
         folder = self.data.local(op["metadata"]["batchPredictDetails"]["outputInfo"]["gcsOutputDirectory"])
-        results = sum(_count_lines(p) for p in folder.glob("image_classification_*.jsonl"))
+        counts = [_count_annotations(p) for p in folder.glob(f"{self.output_stem}_*.jsonl")]
+        results = sum(lines for lines, _ in counts)
         errors = sum(_count_lines(p) for p in folder.glob("errors_*.jsonl"))
         if results != expected or errors:
             sys.exit(f"{folder}: {results} result lines and {errors} error lines, expected {expected} results")
+        return sum(annotations for _, annotations in counts)
 
     def peak_rss(self) -> int:
         return read_proc_status(self.proc.pid, "VmHWM") or self.sampler.peak
@@ -475,6 +557,13 @@ class Server:
 def _count_lines(path: Path) -> int:
     with path.open("rb") as handle:
         return sum(1 for _ in handle)
+
+
+def _count_annotations(path: Path) -> tuple[int, int]:
+    """(lines, annotations) of a result file."""
+    with path.open("rb") as handle:
+        per_line = [len(json.loads(line)["annotations"]) for line in handle]
+    return len(per_line), sum(per_line)
 
 
 class PySpy:
@@ -515,7 +604,7 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def print_header(args: argparse.Namespace, manifest: Any, cores: int, image_bytes: int, count: int) -> None:
+def print_header(model: BenchModel, manifest: Any, cores: int, image_bytes: int, count: int) -> None:
     import onnxruntime
 
     overrides = {k: v for k, v in os.environ.items() if k.startswith("BATCHLINE_")}
@@ -524,8 +613,11 @@ def print_header(args: argparse.Namespace, manifest: Any, cores: int, image_byte
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"software     Python {platform.python_version()}, ONNX Runtime {onnxruntime.__version__} "
           f"({', '.join(onnxruntime.get_available_providers())}), numpy {np.__version__}")
-    print(f"model        MobileNetV3-Small {manifest.input.size[0]}x{manifest.input.size[1]}, "
-          f"{len(manifest.labels)} classes, random weights, fp32, batch_size {manifest.batch_size} ({MODEL_DIR})")
+    print(f"model        {model.title} {manifest.input.size[0]}x{manifest.input.size[1]}, "
+          f"{len(manifest.labels)} classes, random weights, fp32, batch_size {manifest.batch_size} ({model.folder})")
+    if model.params:
+        print(f"params       {', '.join(f'{k}={v}' for k, v in model.params.items())} in every job and the naive "
+              f"loop: {model.params_why}")
     print(f"images       N = {count:,} JPEGs {WIDTH}x{HEIGHT} q{QUALITY}, mean {image_bytes / count / 1024:.0f} KiB")
     print(f"server       batchline serve, settings: {overrides or 'defaults'}")
 
@@ -541,20 +633,21 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     from batchline.runtimes.onnx import OnnxRuntime
 
     cores = n_cores()
-    ensure_model(args.torch_python)
-    manifest = load_manifest(MODEL_DIR)
+    model = MODELS[args.model]
+    ensure_model(model, args.torch_python)
+    manifest = load_manifest(model.folder)
     paths = ensure_images(args.n, cores)
     image_bytes = warm_page_cache(paths)
-    print_header(args, manifest, cores, image_bytes, len(paths))
+    print_header(model, manifest, cores, image_bytes, len(paths))
     data = make_data_dir(paths)
-    figures: dict[str, Any] = {"n": args.n, "cores": cores, "cpu": cpu_model(), "load_average_start": os.getloadavg()}
+    figures: dict[str, Any] = {"model": model.key, "params": model.params, "n": args.n, "cores": cores,
+                               "cpu": cpu_model(), "load_average_start": os.getloadavg()}
     server = None
     try:
-        model_id = import_model(data)
-        spec = manifest.input
+        model_id = import_model(data, model.folder)
         sample = min(len(paths), args.sample)
-        runtime = OnnxRuntime(manifest, MODEL_DIR / manifest.artifact, threads=cores)
-        check_model_matches_reference(runtime)
+        runtime = OnnxRuntime(manifest, model.folder / manifest.artifact, threads=cores)
+        check_model_matches_reference(runtime, model.folder)
         problem = problem_for(manifest)
         tensors = problem.to_batch([problem.decode(p.read_bytes()) for p in paths[:32]])
 
@@ -576,38 +669,40 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         line("limit", f"{limit:,.0f}", f"n / (c_dec + c_model); c_dec {c_dec * 1e3:.2f} ms, "
              f"c_model {c_model * 1e3:.2f} ms core-time per image")
 
-        server = Server(data)
+        server = Server(data, model.params, problem.output_stem)
         data.add_csv("warm", data.uris[:6])
-        first_six = server.run_job(model_id, data.csvs["warm"], 6, poll=0.02)
+        first_six = server.run_job(model_id, data.csvs["warm"], 6, poll=0.02).seconds
         spy = PySpy(args.py_spy, server.proc.pid)
         meter = CpuMeter(server.proc.pid).start()
-        e2e_seconds = server.run_job(model_id, data.add_csv("all", data.uris), len(data.uris), poll=args.poll)
+        e2e = server.run_job(model_id, data.add_csv("all", data.uris), len(data.uris), poll=args.poll)
         cpu = meter.stop()
         spy.stop()
+        e2e_seconds = e2e.seconds
         rate_e2e = len(data.uris) / e2e_seconds
         peak = server.peak_rss()
         per_image_ms = cpu["process_cpu_s"] / len(data.uris) * 1e3
         line("batchline end-to-end", f"{rate_e2e:,.0f}", f"{len(data.uris):,} images in {e2e_seconds:.2f} s "
              f"submit-to-done; server busy {cpu['process_cores']:.2f} cores ({per_image_ms:.2f} ms CPU per image), "
-             f"whole machine {cpu['machine_cores']:.2f}")
+             f"whole machine {cpu['machine_cores']:.2f}; {e2e.annotations / len(data.uris):.1f} annotations per image")
         line("server peak RSS", mib(peak), "VmHWM of the batchline serve process")
 
         naive_paths = paths[:sample]
         with tempfile.TemporaryDirectory(dir=OUT) as tmp:
-            rate_naive = naive_loop(naive_paths, runtime.session, runtime.input_name, spec, manifest.labels,
+            rate_naive = naive_loop(naive_paths, runtime, problem, problem.parse_params(model.params),
                                     Path(tmp) / "naive.jsonl")
-        line("naive loop", f"{rate_naive:,.0f}", f"{len(naive_paths):,} images, PIL, batch 1, same session")
+        line("naive loop", f"{rate_naive:,.0f}", f"{len(naive_paths):,} images, PIL, batch 1, same session, "
+             f"{NAIVE_POSTPROCESS[problem.name][1]}")
 
-        six = [server.run_job(model_id, data.add_csv(f"six{i}", data.uris[6 * i + 6 : 6 * i + 12]), 6, poll=0.02)
-               for i in range(args.six_repeats)]
+        six = [server.run_job(model_id, data.add_csv(f"six{i}", data.uris[6 * i + 6 : 6 * i + 12]), 6,
+                              poll=0.02).seconds for i in range(args.six_repeats)]
         six_median = statistics.median(six)
         line("six-image job", f"{six_median:.3f} s", f"submit-to-done, median of {len(six)} on the warm server "
              f"(min {min(six):.3f}, max {max(six):.3f}; first job after start {first_six:.3f})")
         figures.update(
             model_only=model_rates, model_best_batch=best_batch, decode_only=decode_rates, decode_best=best_pool,
             c_model_s=c_model, c_dec_s=c_dec, limit=limit, end_to_end=rate_e2e, end_to_end_seconds=e2e_seconds,
-            server_cpu=cpu, peak_rss_bytes=peak, naive=rate_naive, six_image_s=six, six_image_median_s=six_median,
-            first_job_s=first_six,
+            end_to_end_annotations=e2e.annotations, server_cpu=cpu, peak_rss_bytes=peak, naive=rate_naive,
+            six_image_s=six, six_image_median_s=six_median, first_job_s=first_six,
         )
 
         print("\n-- ratios and bars" + ("" if args.n == 2000 else " (the bars are set for N = 2,000)"))
@@ -640,24 +735,27 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 def run_rss_check(args: argparse.Namespace) -> dict[str, Any]:
     """Peak RSS of the server for a job of each size in --rss-sizes, each on a fresh server."""
     from batchline.models.manifest import load_manifest
+    from batchline.problems import problem_for
 
     cores = n_cores()
-    ensure_model(args.torch_python)
-    manifest = load_manifest(MODEL_DIR)
+    model = MODELS[args.model]
+    ensure_model(model, args.torch_python)
+    manifest = load_manifest(model.folder)
+    output_stem = problem_for(manifest).output_stem
     sizes = sorted(args.rss_sizes)
     paths = ensure_images(max(sizes), cores)
     image_bytes = warm_page_cache(paths) if args.warm_cache else sum(p.stat().st_size for p in paths)
-    print_header(args, manifest, cores, image_bytes, len(paths))
+    print_header(model, manifest, cores, image_bytes, len(paths))
     print("\n-- peak RSS of batchline serve by job size (a fresh server per size)")
-    figures: dict[str, Any] = {"cores": cores, "rss": {}}
+    figures: dict[str, Any] = {"model": model.key, "params": model.params, "cores": cores, "rss": {}}
     data = make_data_dir(paths)
     try:
-        model_id = import_model(data)
+        model_id = import_model(data, model.folder)
         for n in sizes:
             csv = data.add_csv(f"n{n}", data.uris[:n])
-            server = Server(data)
+            server = Server(data, model.params, output_stem)
             try:
-                seconds = server.run_job(model_id, csv, n, poll=args.poll)
+                seconds = server.run_job(model_id, csv, n, poll=args.poll).seconds
                 peak = server.peak_rss()
             finally:
                 server.stop()
@@ -676,6 +774,8 @@ def run_rss_check(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), default="mobilenetv3-small",
+                        help="the model to measure (default %(default)s)")
     parser.add_argument("--n", type=int, default=2000, help="images in the end-to-end job (default %(default)s)")
     parser.add_argument("--sample", type=int, default=2000,
                         help="images for the decode-only and naive figures, at most N (default %(default)s)")
