@@ -1,6 +1,6 @@
 """The local executor: a streaming, bounded pipeline in one process, in overlapping stages.
 
-    fetch pool    (threads)  read each input                                 (many: waiting on I/O costs no core)
+    fetch pool    (threads)  read each input, queue it for decoding          (many: waiting on I/O costs no core)
     decode pool   (threads)  decode + resize + normalise                     (one per core; codecs release the GIL)
     this thread              gather the inputs in order and stack batches
     infer thread             run the model, batch after batch                (ONNX Runtime releases the GIL)
@@ -102,12 +102,15 @@ class LocalExecutor:
             for future in waiting:
                 future.result()
 
-    def _prepare(self, uri: str) -> Any:
-        """Fetch and preprocess one input (fetch pool); a BatchlineError becomes this input's error line."""
+    def _fetch(self, uri: str) -> Future:
+        """Read one input (fetch pool) and queue its decoding; a BatchlineError becomes this input's error line.
+
+        The fetch thread hands the bytes on and is free at once: it neither waits for a decoder nor wakes up
+        again when the decoding is done. More decoders than cores would only fight over the GIL and the caches.
+        """
         self.model.problem.check_input(uri)
         data = self.storage.read(uri)
-        # More decoders than cores would only fight over the GIL and the caches; this fetch thread waits.
-        return self._decoders.submit(self.model.problem.decode, data).result()
+        return self._decoders.submit(self.model.problem.decode, data)
 
     def _fetched(
         self, todo: Iterator[tuple[int, str]], pool: ThreadPoolExecutor, cancelled: threading.Event
@@ -123,18 +126,15 @@ class LocalExecutor:
                     if nxt is None:
                         exhausted = True
                     else:
-                        in_flight.append((*nxt, pool.submit(self._prepare, nxt[1])))
+                        in_flight.append((*nxt, pool.submit(self._fetch, nxt[1])))
                 if not in_flight:
                     return
-                index, uri, future = in_flight[0]
-                while not _settled(future, timeout=0.2):  # a slow read must not hold a cancel up
-                    if cancelled.is_set():
-                        raise Cancelled("cancelled by the user")
-                if cancelled.is_set():
-                    raise Cancelled("cancelled by the user")
+                index, uri, fetch = in_flight[0]
+                outcome = _outcome(fetch, cancelled)
+                if isinstance(outcome, Future):
+                    outcome = _outcome(outcome, cancelled)
                 in_flight.popleft()
-                exc = future.exception()
-                yield index, uri, exc if exc is not None else future.result()
+                yield index, uri, outcome
         finally:
             for _, _, future in in_flight:
                 future.cancel()
@@ -187,12 +187,17 @@ def _yield_to_inference() -> None:
         pass
 
 
-def _settled(future: Future, timeout: float) -> bool:
-    try:
-        future.exception(timeout=timeout)
-    except TimeoutError:
-        return False
-    return True
+def _outcome(future: Future, cancelled: threading.Event) -> Any:
+    """The future's result or the exception it raised; Cancelled as soon as the job is (a slow read must not
+    hold a cancel up)."""
+    while True:
+        if cancelled.is_set():
+            raise Cancelled("cancelled by the user")
+        try:
+            exc = future.exception(timeout=0.2)
+        except TimeoutError:
+            continue
+        return exc if exc is not None else future.result()
 
 
 def _status(exc: BaseException) -> dict[str, Any]:

@@ -109,6 +109,7 @@ OutputSpec = Annotated[
     Annotated[ScoresOutput, Tag("scores")] | Annotated[BoxesOutput, Tag("boxes")] | Annotated[YoloOutput, Tag("yolo")],
     Discriminator(_output_format),
 ]
+_OUTPUT_TAGS = {"scores", "boxes", "yolo"}
 _PROBLEM_OUTPUTS = {"image_classification": ("scores",), "image_object_detection": ("boxes", "yolo")}
 
 
@@ -142,7 +143,10 @@ class Manifest(_Strict):
 def _describe(error: ValidationError, source: Path) -> str:
     problems = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        loc = [str(p) for p in item["loc"]]
+        if loc[:1] == ["output"] and loc[1:2] and loc[1] in _OUTPUT_TAGS:  # pydantic names the union member
+            del loc[1]
+        where = ".".join(loc) or "(top level)"
         problems.append(f"{where}: {item['msg']}")
     return f"{source}: invalid model manifest: " + "; ".join(problems)
 
