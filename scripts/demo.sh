@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The five-minute tour in one command: serve, batch-predict the example images, show results, stop.
+# The five-minute tour in one command: serve, batch-predict the example images (classification) and scenes
+# (detection), show results, draw the boxes of one scene, stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -29,3 +30,18 @@ DIR="$DATA/buckets/${OUT#gs://}"
 echo "== results in $OUT (the folder $DIR):"
 ls "$DIR"
 head -n 3 "$DIR"/image_classification_1.jsonl
+
+echo "== object detection: the example scenes with shapes-detector"
+mkdir -p "$DATA/buckets/demo/scenes"
+cp examples/scenes/*.* "$DATA/buckets/demo/scenes/"
+ls "$DATA/buckets/demo/scenes" | sed 's|^|gs://demo/scenes/|' > "$DATA/buckets/demo/scenes.csv"
+OUT=$($BIN/batchline batch-predict --server "$SERVER" --model shapes-detector \
+  --input gs://demo/scenes.csv --output gs://demo/out/ --wait | tail -n 1 | sed 's/^output: //')
+DIR="$DATA/buckets/${OUT#gs://}"
+echo "== results in $OUT:"
+ls "$DIR"
+head -n 1 "$DIR"/image_object_detection_1.jsonl | cut -c 1-400
+SCENE=$(ls "$DATA/buckets/demo/scenes" | head -n 1)
+$BIN/batchline predict --server "$SERVER" --model shapes-detector "$DATA/buckets/demo/scenes/$SCENE" \
+  --render "$DATA/boxes.png"
+echo "== open $DATA/boxes.png to see the boxes on $SCENE"

@@ -13,7 +13,7 @@ from tests.e2e.conftest import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_demo_script_predicts_the_example_images(tmp_path: Path) -> None:
+def test_demo_script_predicts_the_example_images_and_scenes(tmp_path: Path) -> None:
     data = tmp_path / "demo-data"
     env = {**os.environ, "DATA": str(data), "PORT": str(free_port()), "BIN": str(Path(sys.executable).parent)}
     done = subprocess.run(
@@ -28,3 +28,12 @@ def test_demo_script_predicts_the_example_images(tmp_path: Path) -> None:
     for line in map(json.loads, results[0].read_text().splitlines()):
         shape = line["ID"].rsplit("_", 1)[1].split(".")[0]
         assert line["annotations"][0]["display_name"] == shape, line
+    # Then the example scenes through the example detector: a line per scene, and one scene drawn with its boxes.
+    scenes = sorted(p.name for p in (REPO / "examples" / "scenes").iterdir())
+    detections = list(data.glob("buckets/demo/out/prediction-shapes_detector-*/image_object_detection_1.jsonl"))
+    assert len(detections) == 1
+    lines = [json.loads(line) for line in detections[0].read_text().splitlines()]
+    assert sorted(line["ID"].rsplit("/", 1)[1] for line in lines) == scenes
+    assert all(line["annotations"] for line in lines)  # every example scene has shapes the detector finds
+    drawn = data / "boxes.png"
+    assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "boxes.png" in done.stdout
