@@ -9,7 +9,8 @@ built with a torch venv on first use and cached in bench/out/MODEL/: MobileNetV3
 YOLOv8n 320 (bench/yolov8n.py). Each run makes a fresh data dir under bench/out/, imports the model with
 `batchline models import`, and measures:
 
-  model-only   ONNX Runtime alone on pre-decoded tensors, best of batch 1 / 8 / 32, intra-op threads = cores
+  model-only   ONNX Runtime alone on pre-decoded tensors, best of batch 1 / 8 / 32, each as one run at a time on
+               all cores and as one single-threaded run per core at once (what batch jobs do on CPU)
   decode-only  batchline's decode + to_batch (read + decode + resize + normalise) on every core,
                a pool of cores-many threads and one of cores-many processes; the faster counts
   limit        n / (c_dec + c_model), c_x = n / rate_x: core-seconds per image in each stage
@@ -302,22 +303,36 @@ def check_model_matches_reference(runtime: Any, folder: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- figures
-def model_only(runtime: Any, tensors: np.ndarray, seconds: float) -> dict[int, float]:
-    """Images/s of the session alone at batch 1, 8 and 32, each run for about `seconds`."""
+def model_only(manifest: Any, artifact: Path, cores: int, tensors: np.ndarray, seconds: float) -> dict[str, float]:
+    """Images/s of the runtime alone at batch 1, 8 and 32, laid out two ways: one run at a time on every core
+    ("1x2": one session, intra-op threads = cores) and one single-threaded run per core at once ("2x1", what
+    batchline's batch jobs do on CPU). Both count: the limit takes the best."""
+    from batchline.runtimes.onnx import OnnxRuntime
+
     rates = {}
-    for batch_size in (1, 8, 32):
-        batch = np.ascontiguousarray(tensors[:batch_size])
-        for _ in range(3):
-            runtime.predict_batch(batch)
-        runs, t0 = 0, time.perf_counter()
-        while True:
-            runtime.predict_batch(batch)
-            runs += 1
-            elapsed = time.perf_counter() - t0
-            if elapsed >= seconds and runs * batch_size >= 64:
-                break
-        rates[batch_size] = runs * batch_size / elapsed
+    for streams, threads in ((1, cores), (cores, 1)):
+        runtime = OnnxRuntime(manifest, artifact, threads=threads)
+        for batch_size in (1, 8, 32):
+            batch = np.ascontiguousarray(tensors[:batch_size])
+            rates[f"{streams}x{threads} b{batch_size}"] = _concurrent_rate(runtime, batch, streams, seconds)
+        runtime.close()
     return rates
+
+
+def _concurrent_rate(runtime: Any, batch: np.ndarray, streams: int, seconds: float) -> float:
+    for _ in range(3):
+        runtime.predict_batch(batch)
+    counts = [0] * streams
+    start = time.perf_counter()
+
+    def run(stream: int) -> None:
+        while time.perf_counter() - start < seconds or counts[stream] * len(batch) < 64:
+            runtime.predict_batch(batch)
+            counts[stream] += 1
+
+    with ThreadPoolExecutor(streams) as pool:
+        list(pool.map(run, range(streams)))
+    return sum(counts) * len(batch) / (time.perf_counter() - start)
 
 
 _MANIFEST: Any = None
@@ -652,11 +667,11 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         tensors = problem.to_batch([problem.decode(p.read_bytes()) for p in paths[:32]])
 
         print("\n-- figures (images per second unless said otherwise)")
-        model_rates = model_only(runtime, tensors, args.model_seconds)
+        model_rates = model_only(manifest, model.folder / manifest.artifact, cores, tensors, args.model_seconds)
         best_batch = max(model_rates, key=model_rates.get)
         rate_model = model_rates[best_batch]
-        line("model-only", f"{rate_model:,.0f}", f"best batch {best_batch}; " + ", ".join(
-            f"b{b}: {r:,.0f}" for b, r in model_rates.items()) + f"; {cores} intra-op threads")
+        line("model-only", f"{rate_model:,.0f}", f"best: {best_batch}; " + ", ".join(
+            f"{b}: {r:,.0f}" for b, r in model_rates.items()) + " (runs x intra-op threads, batch)")
 
         decode_rates = decode_only(paths[:sample], manifest, cores, manifest.batch_size)
         best_pool = max(decode_rates, key=decode_rates.get)

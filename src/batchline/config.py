@@ -45,7 +45,29 @@ class Settings(BaseSettings):
     examples_dir: Path | None = Field(
         None, description="Models registered on first start (default: the repo's examples/models, if present)."
     )
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per session; 0 = one per core.")
+    intra_op_threads: int = Field(
+        0,
+        ge=0,
+        description="ONNX Runtime threads per session; 0 = one per core online, cores / streams in batch jobs.",
+    )
+    inference_streams: int = Field(
+        0,
+        ge=0,
+        description="Batches a batch job runs through its model at once; 0 = one per core on CPU (single-threaded "
+        "runs waste less than one run split across threads), one on a GPU.",
+    )
+
+    @property
+    def cores(self) -> int:
+        return len(os.sched_getaffinity(0))
+
+    def batch_streams(self, device: str) -> int:
+        return self.inference_streams or (1 if device == "cuda" else self.cores)
+
+    @property
+    def batch_intra_op_threads(self) -> int:
+        """Each stream's share of the cores, unless set."""
+        return self.intra_op_threads or max(1, self.cores // (self.inference_streams or self.cores))
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

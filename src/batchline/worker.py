@@ -87,6 +87,7 @@ class JobRun:
             io_threads=self.settings.io_threads,
             decode_threads=self.settings.decode_threads,
             shard_size=self.settings.shard_size,
+            inference_streams=self.settings.batch_streams(self.model.runtime.device),
         )
         self.executor = LocalExecutor(self.model, self.storage, params, config)
         cancelled: BatchlineError | None = None
@@ -186,7 +187,7 @@ class Worker:
         if self._model is None or self._model.stored != stored:
             if self._model is not None:
                 self._model.close()
-            self._model = LoadedModel.load(stored, self.settings.intra_op_threads)
+            self._model = LoadedModel.load(stored, self.settings.batch_intra_op_threads)
         return self._model
 
     def run_one(self) -> bool:
