@@ -8,9 +8,9 @@
 
 Stacking the next batch and recording the last one happen while the model runs, so the model never waits on
 Python work. On CPU each core runs its own batch, single-threaded: ONNX Runtime wastes less that way than when
-one batch is split across threads at every op (8-36 % more images per second on 2 cores, model alone). At most `window`
-inputs are being fetched and at most one batch more than there are streams is in or queued for the model, and a
-shard's lines are held only until the shard is complete, so memory does not grow with the inputs.
+one batch is split across threads at every op (8-36 % more images per second on 2 cores, model alone). At most
+`window` inputs are being fetched and at most one batch more than there are streams is in or queued for the
+model, and a shard's lines are held only until the shard is complete, so memory does not grow with the inputs.
 """
 
 from __future__ import annotations
