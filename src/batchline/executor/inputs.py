@@ -1,16 +1,31 @@
-"""Reading batch input files: CSV lists of storage URIs, one input per row, first occurrence of an ID wins."""
+"""What the executor predicts (`Input`), and the AutoML input files: CSV lists of storage URIs, one input per row,
+first occurrence of an ID wins."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from batchline.errors import BatchlineError, InvalidArgument
 from batchline.problems.base import Problem
 from batchline.storage import Storage
 
 MAX_INPUT_FILE_BYTES = 30 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input of a job: `id` keys its output line; its bytes come from `uri` or inline `content`. An input
+    already known to be bad (say, a malformed instance) carries its google.rpc `error` and goes straight to the
+    errors."""
+
+    id: str
+    uri: str | None = None
+    content: bytes | None = None
+    error: dict[str, Any] | None = None
 
 
 def _read_text(storage: Storage, uri: str) -> str:
@@ -39,14 +54,14 @@ def _rows(storage: Storage, uri: str, problem: Problem) -> Iterator[str]:
         raise InvalidArgument(f"input file {uri} lists no inputs; expected one {problem.row_format} per line")
 
 
-def iter_inputs(storage: Storage, uris: list[str], problem: Problem) -> Iterator[str]:
-    """Every input ID of the job, in a stable order, each once."""
+def iter_inputs(storage: Storage, uris: list[str], problem: Problem) -> Iterator[Input]:
+    """Every input of the job, in a stable order, each once; a CSV row's URI is both its ID and where it is read."""
     seen: set[str] = set()
     for uri in uris:
         for item in _rows(storage, uri, problem):
             if item not in seen:
                 seen.add(item)
-                yield item
+                yield Input(item, uri=item)
 
 
 def count_inputs(storage: Storage, uris: list[str], problem: Problem) -> int:

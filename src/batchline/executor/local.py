@@ -25,11 +25,19 @@ from typing import Any
 
 from batchline.domain.annotations import Annotation
 from batchline.errors import BatchlineError, Cancelled, Internal
+from batchline.executor.inputs import Input
 from batchline.models.loaded import LoadedModel
 from batchline.storage import Storage
 
 _DECODE_NICENESS = 10
-Outcome = tuple[int, str, Any]  # input index, ID, and its preprocessed tensor or the exception it raised
+Outcome = tuple[int, str, Any]  # input index, ID, and its preprocessed item or `Failed`
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The outcome of an input that cannot be predicted: its google.rpc status."""
+
+    status: dict[str, Any]
 
 
 @dataclass
@@ -64,7 +72,7 @@ class LocalExecutor:
 
     def run(
         self,
-        inputs: Iterable[str],
+        inputs: Iterable[Input],
         total: int,
         skip_shards: set[int],
         on_shard: Callable[[ShardBuffer], None],
@@ -72,7 +80,7 @@ class LocalExecutor:
     ) -> None:
         """Predict every input not in a skipped shard; `on_shard` gets each shard once it is complete."""
         size = self.config.shard_size
-        todo = ((i, uri) for i, uri in enumerate(inputs) if i // size not in skip_shards)
+        todo = ((i, item) for i, item in enumerate(inputs) if i // size not in skip_shards)
         shards = _ShardAssembler(size, total, on_shard)
         batch: list[Outcome] = []
         with (
@@ -90,11 +98,11 @@ class LocalExecutor:
                 return post.submit(self._record_results, shards, batch, outputs)
 
             waiting: deque[Future] = deque()
-            for index, uri, outcome in self._fetched(todo, pool, cancelled):
-                if isinstance(outcome, BaseException):
-                    waiting.append(post.submit(self._record_error, shards, index, uri, outcome))
+            for index, item_id, outcome in self._fetched(todo, pool, cancelled):
+                if isinstance(outcome, Failed):
+                    waiting.append(post.submit(self._record_error, shards, index, item_id, outcome.status))
                     continue
-                batch.append((index, uri, outcome))
+                batch.append((index, item_id, outcome))
                 if len(batch) == self.config.batch_size:
                     waiting.append(submit_batch())
                     batch = []
@@ -105,22 +113,25 @@ class LocalExecutor:
             for future in waiting:
                 future.result()
 
-    def _fetch(self, uri: str) -> Future:
+    def _fetch(self, item: Input) -> Future:
         """Read one input (fetch pool) and queue its decoding; a BatchlineError becomes this input's error line.
 
         The fetch thread hands the bytes on and is free at once: it neither waits for a decoder nor wakes up
         again when the decoding is done. More decoders than cores would only fight over the GIL and the caches.
         """
-        self.model.problem.check_input(uri)
-        data = self.storage.read(uri)
+        if item.uri is not None:
+            self.model.problem.check_input(item.uri)
+            data = self.storage.read(item.uri)
+        else:
+            data = item.content or b""
         return self._decoders.submit(self.model.problem.decode, data)
 
     def _fetched(
-        self, todo: Iterator[tuple[int, str]], pool: ThreadPoolExecutor, cancelled: threading.Event
+        self, todo: Iterator[tuple[int, Input]], pool: ThreadPoolExecutor, cancelled: threading.Event
     ) -> Iterator[Outcome]:
         """Keep a window of inputs in flight; yield their outcomes in input order."""
         window = 2 * self.config.batch_size + self.config.io_threads
-        in_flight: deque[tuple[int, str, Future]] = deque()
+        in_flight: deque[tuple[int, Input, Future | None]] = deque()
         exhausted = False
         try:
             while True:
@@ -129,30 +140,33 @@ class LocalExecutor:
                     if nxt is None:
                         exhausted = True
                     else:
-                        in_flight.append((*nxt, pool.submit(self._fetch, nxt[1])))
+                        index, item = nxt
+                        fetch = None if item.error else pool.submit(self._fetch, item)
+                        in_flight.append((index, item, fetch))
                 if not in_flight:
                     return
-                index, uri, fetch = in_flight[0]
-                outcome = _outcome(fetch, cancelled)
+                index, item, fetch = in_flight[0]
+                outcome = Failed(item.error) if fetch is None else _outcome(fetch, cancelled)
                 if isinstance(outcome, Future):
                     outcome = _outcome(outcome, cancelled)
                 in_flight.popleft()
-                yield index, uri, outcome
+                yield index, item.id, Failed(_status(outcome)) if isinstance(outcome, BaseException) else outcome
         finally:
             for _, _, future in in_flight:
-                future.cancel()
+                if future is not None:
+                    future.cancel()
 
     # -- post thread
     def _record_results(self, shards: _ShardAssembler, batch: list[Outcome], outputs: Future) -> None:
         items = [item for _, _, item in batch]
         annotations = self.model.problem.postprocess(outputs.result(), items, self.params)
-        for (index, uri, _), found in zip(batch, annotations, strict=True):
-            shards.buffer(index).results.append((index, uri, found))
+        for (index, item_id, _), found in zip(batch, annotations, strict=True):
+            shards.buffer(index).results.append((index, item_id, found))
         self.processed += len(batch)
         shards.flush_complete()
 
-    def _record_error(self, shards: _ShardAssembler, index: int, uri: str, exc: BaseException) -> None:
-        shards.buffer(index).errors.append((index, uri, _status(exc)))
+    def _record_error(self, shards: _ShardAssembler, index: int, item_id: str, status: dict[str, Any]) -> None:
+        shards.buffer(index).errors.append((index, item_id, status))
         self.processed += 1
         shards.flush_complete()
 
