@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,16 @@ from batchline.runtimes.base import Runtime
 _PREFERRED = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+@functools.cache
+def _providers() -> list[str]:
+    """The providers to ask for, best first. With onnxruntime-gpu, load the CUDA and cuDNN libraries that pip's
+    nvidia-* packages installed (the `onnxruntime-gpu[cuda,cudnn]` extras) before the first session needs them."""
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" in available and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()
+    return [p for p in _PREFERRED if p in available]
+
+
 class OnnxRuntime(Runtime):
     def __init__(self, manifest: Manifest, artifact: Path, threads: int = 0):
         super().__init__(manifest, artifact, threads)
@@ -22,9 +33,8 @@ class OnnxRuntime(Runtime):
         options.log_severity_level = 3
         # Idle intra-op threads would otherwise spin, taking the cores that decode the next batch meanwhile.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = [p for p in _PREFERRED if p in ort.get_available_providers()]
         try:
-            self.session = ort.InferenceSession(str(artifact), options, providers=providers)
+            self.session = ort.InferenceSession(str(artifact), options, providers=_providers())
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise InvalidArgument(f"{artifact}: ONNX Runtime cannot load this model: {exc}") from exc
         self.input_name = self._pick(manifest.input.name, [i.name for i in self.session.get_inputs()], "input.name")
