@@ -303,14 +303,17 @@ def check_model_matches_reference(runtime: Any, folder: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- figures
-def model_only(manifest: Any, artifact: Path, cores: int, tensors: np.ndarray, seconds: float) -> dict[str, float]:
+def model_only(manifest: Any, artifact: Path, cores: int, tensors: np.ndarray, seconds: float,
+               gpu: bool) -> dict[str, float]:
     """Images/s of the runtime alone at batch 1, 8 and 32, laid out two ways: one run at a time on every core
     ("1x2": one session, intra-op threads = cores) and one single-threaded run per core at once ("2x1", what
-    batchline's batch jobs do on CPU). Both count: the limit takes the best."""
+    batchline's batch jobs do on CPU). Both count: the limit takes the best. On a GPU only one run at a time, as
+    batchline's jobs do there."""
     from batchline.runtimes.onnx import OnnxRuntime
 
     rates = {}
-    for streams, threads in ((1, cores), (cores, 1)):
+    layouts = ((1, cores),) if gpu else ((1, cores), (cores, 1))
+    for streams, threads in layouts:
         runtime = OnnxRuntime(manifest, artifact, threads=threads)
         for batch_size in (1, 8, 32):
             batch = np.ascontiguousarray(tensors[:batch_size])
@@ -667,7 +670,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         tensors = problem.to_batch([problem.decode(p.read_bytes()) for p in paths[:32]])
 
         print("\n-- figures (images per second unless said otherwise)")
-        model_rates = model_only(manifest, model.folder / manifest.artifact, cores, tensors, args.model_seconds)
+        model_rates = model_only(manifest, model.folder / manifest.artifact, cores, tensors, args.model_seconds,
+                                 gpu=runtime.device == "cuda")
         best_batch = max(model_rates, key=model_rates.get)
         rate_model = model_rates[best_batch]
         line("model-only", f"{rate_model:,.0f}", f"best: {best_batch}; " + ", ".join(
@@ -680,9 +684,13 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             f"{k}: {r:,.0f}" for k, r in decode_rates.items()) + f"; {sample:,} images")
 
         c_model, c_dec = cores / rate_model, cores / rate_dec
-        limit = cores / (c_dec + c_model)
-        line("limit", f"{limit:,.0f}", f"n / (c_dec + c_model); c_dec {c_dec * 1e3:.2f} ms, "
-             f"c_model {c_model * 1e3:.2f} ms core-time per image")
+        if runtime.device == "cuda":  # the model runs beside the decoders, not on their cores
+            limit = min(rate_model, rate_dec)
+            line("limit", f"{limit:,.0f}", "min(GPU model rate, decode rate on every core)")
+        else:
+            limit = cores / (c_dec + c_model)
+            line("limit", f"{limit:,.0f}", f"n / (c_dec + c_model); c_dec {c_dec * 1e3:.2f} ms, "
+                 f"c_model {c_model * 1e3:.2f} ms core-time per image")
 
         server = Server(data, model.params, problem.output_stem)
         data.add_csv("warm", data.uris[:6])
