@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from batchline.domain.jobs import MAX_PARTIAL_FAILURES, Job, JobKind, JobState, ShardRecord
+from batchline.domain.jobs import MAX_PARTIAL_FAILURES, Condition, Job, JobKind, JobState, ShardRecord
 from batchline.errors import FailedPrecondition, NotFound
 from batchline.store import JobStore
+from batchline.store.sql import jobs as jobs_table
 
 LEASE = 30.0  # long enough never to run out by itself in a test
 SHORT_LEASE = 0.3
@@ -356,5 +357,150 @@ def test_postgres_url_is_a_private_throwaway_server(postgres_url: str) -> None:
             assert "batchline-pg-" in socket_dir  # its own temp dir, not /var/run/postgresql
             version = conn.execute(sa.text("SHOW server_version_num")).scalar_one()
         assert int(version) >= 150000
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------------------------ Vertex jobs beside AutoML
+
+
+def make_vertex_job(store: JobStore, display_name: str, labels: dict[str, str], created: float, **extra) -> Job:
+    return make_job(
+        store, kind=JobKind.VERTEX_BATCH_PREDICTION, created=created, display_name=display_name, labels=labels, **extra
+    )
+
+
+def test_vertex_jobs_keep_display_name_labels_and_times(job_store: JobStore) -> None:
+    job = make_vertex_job(job_store, "nightly", {"team": "a", "env": "prod"}, 1000.0)
+
+    got = job_store.get(job.id)
+
+    assert got == job
+    assert (got.display_name, got.labels, got.start_time, got.end_time) == (
+        "nightly",
+        {"team": "a", "env": "prod"},
+        None,
+        None,
+    )
+
+
+def test_each_kind_lists_apart(job_store: JobStore) -> None:
+    automl = make_job(job_store, created=1000.0)
+    deploy = make_job(job_store, kind=JobKind.DEPLOY_MODEL, state=JobState.SUCCEEDED, created=1001.0)
+    vertex = make_vertex_job(job_store, "v", {}, 1002.0)
+    deleted = make_job(job_store, kind=JobKind.VERTEX_DELETE, state=JobState.SUCCEEDED, created=1003.0)
+
+    def ids(kinds: tuple[JobKind, ...] | None = None) -> list[str]:
+        if kinds is None:
+            return [j.id for j in job_store.list("p", "us-central1", None, 0, 10)]
+        return [j.id for j in job_store.list("p", "us-central1", None, 0, 10, kinds)]
+
+    assert ids() == [deploy.id, automl.id]  # the AutoML operations, by default
+    assert ids((JobKind.VERTEX_BATCH_PREDICTION,)) == [vertex.id]
+    assert ids((JobKind.VERTEX_DELETE,)) == [deleted.id]
+
+
+def test_list_conditions_on_state_display_name_labels_and_create_time(job_store: JobStore) -> None:
+    a = make_vertex_job(job_store, "alpha", {"team": "a", "env": "prod"}, 1000.0)
+    b = make_vertex_job(job_store, "beta", {"team": "b"}, 1001.0, state=JobState.SUCCEEDED)
+    c = make_vertex_job(job_store, "alpha", {}, 1002.0, state=JobState.RUNNING)
+    make_job(job_store, created=1003.0)  # an AutoML job matches nothing here
+
+    def ids(*conditions: Condition, offset: int = 0, limit: int = 10) -> list[str]:
+        found = job_store.list("p", "us-central1", None, offset, limit, (JobKind.VERTEX_BATCH_PREDICTION,), conditions)
+        return [j.id for j in found]
+
+    assert ids() == [c.id, b.id, a.id]
+    assert ids(Condition("display_name", "=", "alpha")) == [c.id, a.id]
+    assert ids(Condition("display_name", "!=", "alpha")) == [b.id]
+    assert ids(Condition("state", "=", "SUCCEEDED")) == [b.id]
+    assert ids(Condition("state", "!=", "SUCCEEDED")) == [c.id, a.id]
+    assert ids(Condition("state", "=", "")) == []
+    assert ids(Condition("labels.team", "=", "a")) == [a.id]
+    assert ids(Condition("labels.team", "!=", "a")) == [c.id, b.id]  # no team label: not team a either
+    assert ids(Condition("labels.team", ":", "*")) == [b.id, a.id]
+    assert ids(Condition("create_time", ">", 1000.0)) == [c.id, b.id]
+    assert ids(Condition("create_time", "<=", 1001.0), Condition("labels.env", "=", "prod")) == [a.id]
+    assert ids(Condition("display_name", "=", "alpha"), offset=1, limit=1) == [a.id]
+
+
+def test_claim_takes_only_the_kinds_asked_for(job_store: JobStore) -> None:
+    vertex = make_vertex_job(job_store, "v", {}, 1000.0)
+    automl = make_job(job_store, created=1001.0)
+
+    assert job_store.claim("w", LEASE).id == automl.id  # workers that run AutoML jobs only leave Vertex jobs alone
+    assert job_store.claim("w", LEASE) is None
+    both = (JobKind.BATCH_PREDICT, JobKind.VERTEX_BATCH_PREDICTION)
+    assert job_store.claim("w", LEASE, kinds=both).id == vertex.id
+
+
+def test_start_time_is_the_first_claim_and_end_time_the_finish(job_store: JobStore) -> None:
+    job = make_job(job_store, created=1000.0)
+    job_store.claim("a", SHORT_LEASE)
+    started = job_store.get(job.id).start_time
+    time.sleep(SHORT_LEASE + 0.2)
+    job_store.claim("b", LEASE)  # a takeover keeps the first start
+    assert job_store.get(job.id).start_time == started and started is not None
+
+    job_store.finish(job.id, "b", JobState.SUCCEEDED)
+
+    done = job_store.get(job.id)
+    assert done.end_time is not None and started < done.end_time
+    cancelled = make_job(job_store)
+    assert job_store.request_cancel(cancelled.id).end_time is not None
+
+
+def test_shard_counts_sum_each_jobs_committed_shards(job_store: JobStore) -> None:
+    first, second, idle = (make_job(job_store, created=1000.0 + i) for i in range(3))
+    for _ in (first, second):
+        job_store.claim("w", LEASE)
+    job_store.commit_shard(first.id, "w", ShardRecord(0, 3, 1), [])
+    job_store.commit_shard(first.id, "w", ShardRecord(1, 4, 0), [])
+    job_store.commit_shard(second.id, "w", ShardRecord(0, 0, 2), [])
+
+    assert job_store.shard_counts([first.id, second.id, idle.id]) == {first.id: (7, 1), second.id: (0, 2)}
+    assert job_store.shard_counts([]) == {}
+
+
+def test_deleting_a_job_removes_its_labels(job_store: JobStore) -> None:
+    job = make_vertex_job(job_store, "v", {"team": "a"}, 1000.0, state=JobState.SUCCEEDED)
+    job_store.delete(job.id)
+    with job_store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM job_labels")).scalar_one() == 0
+
+
+def test_a_database_from_before_vertex_jobs_gets_the_new_columns(store_url: str) -> None:
+    """The jobs table as the previous release made it, with one job in it: opening the store upgrades it."""
+    old = sa.MetaData()
+    new = ("display_name", "labels", "start_time", "end_time")
+    columns = [c for c in jobs_table.columns if c.name not in new]
+    sa.Table("jobs", old, *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in columns))
+    engine = sa.create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO jobs (id, kind, project, location, model_id, state, create_time, update_time, request, "
+                "processed, failed, partial_failures, result_metadata) VALUES ('old', 'batch_predict', 'p', "
+                "'us-central1', 'colors', 'SUCCEEDED', 1.0, 1.0, '{}', 0, 0, '[]', '{}')"
+            )
+        )
+    engine.dispose()
+
+    store = JobStore(store_url)
+    try:
+        old_job = store.get("old")
+        assert (old_job.display_name, old_job.labels, old_job.start_time) == ("", {}, None)
+        make_vertex_job(store, "new", {"team": "a"}, 2.0)
+        found = store.list(
+            "p",
+            "us-central1",
+            None,
+            0,
+            10,
+            (JobKind.VERTEX_BATCH_PREDICTION,),
+            (Condition("display_name", "=", "new"),),
+        )
+        assert [j.display_name for j in found] == ["new"]
     finally:
         store.close()

@@ -16,6 +16,14 @@ class JobKind(StrEnum):
     DEPLOY_MODEL = "deploy_model"
     UNDEPLOY_MODEL = "undeploy_model"
     DELETE_MODEL = "delete_model"
+    VERTEX_BATCH_PREDICTION = "vertex_batch_prediction"  # a Vertex AI batchPredictionJob
+    VERTEX_DELETE = "vertex_delete"  # the operation a Vertex job delete returns, born done
+
+
+# Each surface sees only its own records: an AutoML batchPredict is an operation, never a Vertex job.
+AUTOML_KINDS = (JobKind.BATCH_PREDICT, JobKind.DEPLOY_MODEL, JobKind.UNDEPLOY_MODEL, JobKind.DELETE_MODEL)
+VERTEX_JOB_KINDS = (JobKind.VERTEX_BATCH_PREDICTION,)
+VERTEX_OPERATION_KINDS = (JobKind.VERTEX_DELETE,)
 
 
 class JobState(StrEnum):
@@ -29,6 +37,12 @@ class JobState(StrEnum):
     @property
     def done(self) -> bool:
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def vertex_name(self) -> str:
+        """How the Vertex AI surface shows this state (google.cloud.aiplatform.v1.JobState); a new job is PENDING,
+        as the Vertex AI docs show it."""
+        return "JOB_STATE_PENDING" if self == JobState.QUEUED else f"JOB_STATE_{self.value}"
 
 
 @dataclass
@@ -49,6 +63,10 @@ class Job:
     partial_failures: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None  # google.rpc.Status when FAILED / CANCELLED
     result_metadata: dict[str, str] = field(default_factory=dict)
+    display_name: str = ""  # Vertex jobs: displayName and labels, kept as columns so lists can filter on them
+    labels: dict[str, str] = field(default_factory=dict)
+    start_time: float | None = None  # first claimed by a worker
+    end_time: float | None = None  # reached a done state
 
     @classmethod
     def new(cls, kind: JobKind, project: str, location: str, model_id: str, state: JobState, **fields: Any) -> Job:
@@ -63,6 +81,18 @@ class Job:
         if not self.total:
             return 0
         return min(99, self.processed * 100 // self.total)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One comparison of a job list filter, on the engine's terms: `field op value`.
+
+    field: "state" (a JobState value), "display_name", "create_time" (epoch seconds) or "labels.<key>";
+    op: = != < <= > >=, or ":" with value "*" (the label is set)."""
+
+    field: str
+    op: str
+    value: str | float
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from batchline.domain.jobs import MAX_PARTIAL_FAILURES, Job, JobKind, JobState, ShardRecord
+from batchline.domain.jobs import (
+    AUTOML_KINDS,
+    MAX_PARTIAL_FAILURES,
+    Condition,
+    Job,
+    JobKind,
+    JobState,
+    ShardRecord,
+)
 from batchline.errors import FailedPrecondition, NotFound
 
 metadata = sa.MetaData()
@@ -37,6 +45,22 @@ jobs = sa.Table(
     sa.Column("result_metadata", sa.JSON, nullable=False),
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_expires", sa.Float),
+    # Added for Vertex jobs; a database made before them gets them on open (see _add_missing_columns).
+    sa.Column("display_name", sa.String(128), nullable=False, server_default="", index=True),
+    sa.Column("labels", sa.JSON),
+    sa.Column("start_time", sa.Float),
+    sa.Column("end_time", sa.Float),
+)
+
+# Labels again, one row each, so that `labels.KEY = "value"` is one indexed lookup on SQLite and PostgreSQL alike
+# (their JSON operators differ); jobs.labels stays the copy that is read back.
+job_labels = sa.Table(
+    "job_labels",
+    metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(64), nullable=False),
+    sa.Index("ix_job_labels_key_value", "key", "value"),
 )
 
 shards = sa.Table(
@@ -73,13 +97,55 @@ def _row_to_job(row: Any) -> Job:
     data = {name: getattr(row, name) for name in _JOB_FIELDS}
     data["kind"] = JobKind(data["kind"])
     data["state"] = JobState(data["state"])
+    data["labels"] = data["labels"] or {}
     return Job(**data)
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Columns added to `jobs` since a database was made: ALTER TABLE them in (create_all adds only tables)."""
+    present = {c["name"] for c in sa.inspect(engine).get_columns("jobs")}
+    with engine.begin() as conn:
+        for column in jobs.columns:
+            if column.name in present:
+                continue
+            ddl = f"ALTER TABLE jobs ADD COLUMN {column.name} {column.type.compile(dialect=engine.dialect)}"
+            if column.server_default is not None:
+                ddl += f" DEFAULT '{column.server_default.arg}'"
+            if not column.nullable:
+                ddl += " NOT NULL"
+            conn.execute(sa.text(ddl))
+
+
+_COMPARE = {
+    "=": lambda c, v: c == v,
+    "!=": lambda c, v: c != v,
+    "<": lambda c, v: c < v,
+    "<=": lambda c, v: c <= v,
+    ">": lambda c, v: c > v,
+    ">=": lambda c, v: c >= v,
+}
+
+
+def _where(condition: Condition) -> sa.ColumnElement[bool]:
+    """A list filter's condition as SQL (the parser has checked fields and operators)."""
+    field, op, value = condition.field, condition.op, condition.value
+    if field.startswith("labels."):
+        label = sa.select(job_labels.c.job_id).where(
+            job_labels.c.job_id == jobs.c.id, job_labels.c.key == field.removeprefix("labels.")
+        )
+        if op == ":":
+            return label.exists()
+        matching = label.where(job_labels.c.value == value).exists()
+        return matching if op == "=" else ~matching
+    column = {"state": jobs.c.state, "display_name": jobs.c.display_name, "create_time": jobs.c.create_time}[field]
+    return _COMPARE[op](column, value)
 
 
 class JobStore:
     def __init__(self, url: str):
         self.engine = _engine(url)
         metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -94,6 +160,9 @@ class JobStore:
         values = {name: getattr(job, name) for name in _JOB_FIELDS}
         with self._tx() as conn:
             conn.execute(jobs.insert().values(**values, lease_owner=None, lease_expires=None))
+            if job.labels:
+                rows = [{"job_id": job.id, "key": key, "value": value} for key, value in job.labels.items()]
+                conn.execute(job_labels.insert(), rows)
         return job
 
     def get(self, job_id: str) -> Job:
@@ -103,11 +172,24 @@ class JobStore:
             raise NotFound(f"operation {job_id!r} not found")
         return _row_to_job(row)
 
-    def list(self, project: str, location: str, done: bool | None, offset: int, limit: int) -> list[Job]:
-        query = sa.select(jobs).where(jobs.c.project == project, jobs.c.location == location)
+    def list(
+        self,
+        project: str,
+        location: str,
+        done: bool | None,
+        offset: int,
+        limit: int,
+        kinds: tuple[JobKind, ...] = AUTOML_KINDS,
+        conditions: tuple[Condition, ...] = (),
+    ) -> list[Job]:
+        """Jobs of these kinds in one project and location, newest first, where every condition holds."""
+        query = sa.select(jobs).where(
+            jobs.c.project == project, jobs.c.location == location, jobs.c.kind.in_([k.value for k in kinds])
+        )
         terminal = [s.value for s in JobState if s.done]
         if done is not None:
             query = query.where(jobs.c.state.in_(terminal) if done else jobs.c.state.not_in(terminal))
+        query = query.where(*(_where(c) for c in conditions))
         query = query.order_by(jobs.c.create_time.desc(), jobs.c.id).offset(offset).limit(limit)
         with self._tx() as conn:
             return [_row_to_job(row) for row in conn.execute(query)]
@@ -120,6 +202,7 @@ class JobStore:
             )
         with self._tx() as conn:
             conn.execute(shards.delete().where(shards.c.job_id == job_id))
+            conn.execute(job_labels.delete().where(job_labels.c.job_id == job_id))
             conn.execute(jobs.delete().where(jobs.c.id == job_id))
 
     def update(self, job_id: str, **values: Any) -> None:
@@ -135,7 +218,7 @@ class JobStore:
             conn.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value)
-                .values(state=JobState.CANCELLED.value, error=error, update_time=now)
+                .values(state=JobState.CANCELLED.value, error=error, update_time=now, end_time=now)
             )
             conn.execute(
                 jobs.update()
@@ -144,8 +227,10 @@ class JobStore:
             )
         return self.get(job_id)
 
-    def claim(self, owner: str, lease_seconds: float) -> Job | None:
-        """Take the oldest queued job, or one whose worker stopped renewing its lease."""
+    def claim(
+        self, owner: str, lease_seconds: float, kinds: tuple[JobKind, ...] = (JobKind.BATCH_PREDICT,)
+    ) -> Job | None:
+        """Take the oldest queued job of these kinds, or one whose worker stopped renewing its lease."""
         now = time.time()
         claimable = sa.or_(
             jobs.c.state == JobState.QUEUED.value,
@@ -157,7 +242,7 @@ class JobStore:
         with self._tx() as conn:
             candidates = conn.execute(
                 sa.select(jobs.c.id, jobs.c.lease_owner, jobs.c.state)
-                .where(claimable, jobs.c.kind == JobKind.BATCH_PREDICT.value)
+                .where(claimable, jobs.c.kind.in_([k.value for k in kinds]))
                 .order_by(jobs.c.create_time)
                 .limit(5)
             ).all()
@@ -169,7 +254,13 @@ class JobStore:
                     .where(
                         jobs.c.lease_owner.is_(None) if previous_owner is None else jobs.c.lease_owner == previous_owner
                     )
-                    .values(state=new_state, lease_owner=owner, lease_expires=now + lease_seconds, update_time=now)
+                    .values(
+                        state=new_state,
+                        lease_owner=owner,
+                        lease_expires=now + lease_seconds,
+                        update_time=now,
+                        start_time=sa.func.coalesce(jobs.c.start_time, now),
+                    )
                 )
                 if taken.rowcount == 1:
                     row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()
@@ -190,11 +281,14 @@ class JobStore:
             return JobState(conn.execute(sa.select(jobs.c.state).where(jobs.c.id == job_id)).scalar_one())
 
     def finish(self, job_id: str, owner: str, state: JobState, **values: Any) -> bool:
+        now = time.time()
+        if state.done:
+            values.setdefault("end_time", now)
         with self._tx() as conn:
             done = conn.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.lease_owner == owner)
-                .values(state=state.value, lease_owner=None, lease_expires=None, update_time=time.time(), **values)
+                .values(state=state.value, lease_owner=None, lease_expires=None, update_time=now, **values)
             )
         return done.rowcount == 1
 
@@ -239,3 +333,15 @@ class JobStore:
                 .order_by(shards.c.shard_index)
             ).all()
         return [ShardRecord(*row) for row in rows]
+
+    def shard_counts(self, job_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """(succeeded, failed) inputs in each job's committed shards; jobs with none are left out."""
+        if not job_ids:
+            return {}
+        query = (
+            sa.select(shards.c.job_id, sa.func.sum(shards.c.succeeded), sa.func.sum(shards.c.failed))
+            .where(shards.c.job_id.in_(job_ids))
+            .group_by(shards.c.job_id)
+        )
+        with self._tx() as conn:
+            return {job_id: (int(ok), int(bad)) for job_id, ok, bad in conn.execute(query)}
