@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         description="Batches a batch job runs through its model at once; 0 = one per core on CPU (single-threaded "
         "runs waste less than one run split across threads), one on a GPU.",
     )
+    vertex_port: int = Field(
+        0, ge=0, le=65535, description="Port of the Vertex AI v1 REST API (batchPredictionJobs, models); 0 = off."
+    )
 
     @property
     def cores(self) -> int:

@@ -17,6 +17,7 @@ from batchline.config import Settings
 from batchline.errors import InvalidArgument, NotFound, PermissionDenied
 
 MAX_IMAGE_BYTES = 30 * 1024 * 1024
+WILDCARDS = "*?["
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,24 @@ class Storage:
             return []
         base = prefix_uri.rstrip("/")
         return sorted(f"{base}/{posixpath.basename(e.rstrip('/'))}" for e in entries)
+
+    def expand(self, uri: str) -> list[str]:
+        """The files a URI with wildcards (`*`, `**`, `?`, `[...]`, as gsutil reads them) matches, sorted; a URI
+        without wildcards as it is. Each match is a URI of the same form, checked again when it is read."""
+        first = min((uri.index(c) for c in WILDCARDS if c in uri), default=-1)
+        if first < 0:
+            return [uri]
+        folder = uri[:first].rsplit("/", 1)[0]  # the part above the first wildcard: matches are named from it
+        base, pattern = self.locate(folder + "/"), self.locate(uri)
+        try:
+            found = pattern.fs.glob(pattern.path, detail=True)
+        except FileNotFoundError:
+            return []
+        except ValueError as exc:  # fsspec's pattern rules, e.g. '**' only as a whole path segment
+            raise InvalidArgument(f"{uri} is not a valid wildcard pattern: {exc}") from None
+        root = base.path.rstrip("/")
+        files = [path for path, info in found.items() if info.get("type") == "file"]
+        return sorted(f"{folder}/{posixpath.relpath(path, root)}" for path in files)
 
     def delete_tree(self, uri: str) -> None:
         loc = self.locate(uri)

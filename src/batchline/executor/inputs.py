@@ -28,7 +28,8 @@ class Input:
     error: dict[str, Any] | None = None
 
 
-def _read_text(storage: Storage, uri: str) -> str:
+def read_input_file(storage: Storage, uri: str) -> str:
+    """A whole input file as text (UTF-8, a BOM allowed); INVALID_ARGUMENT if it cannot be read: the job fails."""
     try:
         data = storage.read(uri, max_bytes=MAX_INPUT_FILE_BYTES)
     except BatchlineError as exc:
@@ -41,7 +42,7 @@ def _read_text(storage: Storage, uri: str) -> str:
 
 def _rows(storage: Storage, uri: str, problem: Problem) -> Iterator[str]:
     count = 0
-    for line_number, fields in enumerate(csv.reader(io.StringIO(_read_text(storage, uri), newline="")), 1):
+    for line_number, fields in enumerate(csv.reader(io.StringIO(read_input_file(storage, uri), newline="")), 1):
         if not any(f.strip() for f in fields):
             continue  # blank line
         try:

@@ -1,0 +1,55 @@
+"""Shard files staged as they commit and published whole at the end: what both output layouts share.
+
+Shards are staged under OUTPUT_DIR/.staging/ as they commit, named by shard index and by the worker that wrote
+them, so a worker that lost its lease cannot overwrite a shard its successor committed; `finalize` renames the
+committed ones to <results stem>_<n>.jsonl and errors_<n>.jsonl, numbered 1, 2, ... without gaps, and removes the
+staging folder. Each rename publishes a whole file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from batchline.domain.jobs import ShardRecord
+from batchline.storage import Storage, join
+
+STAGING = ".staging"
+
+
+def output_dir_name(display_name: str, when: float) -> str:
+    """prediction-<model display name>-<YYYY-MM-DDThh:mm:ss.sssZ>, the folder a job writes into."""
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return f"prediction-{display_name}-{stamp}"
+
+
+class StagedShardWriter:
+    def __init__(self, storage: Storage, output_dir: str, results_stem: str, number: Callable[[int], str] = str):
+        self.storage = storage
+        self.output_dir = output_dir
+        self.results_stem = results_stem
+        self.number = number  # a file's sequence number as its name writes it: "1" (AutoML), "00001" (Vertex)
+
+    def _staged(self, index: int, writer: str, kind: str) -> str:
+        return join(self.output_dir, f"{STAGING}/shard-{index:06d}.{writer}.{kind}.jsonl")
+
+    def write_shard(self, index: int, writer: str, results: list[str], errors: list[str]) -> None:
+        """Publish one shard's lines (already encoded, in input order)."""
+        for kind, lines in (("results", results), ("errors", errors)):
+            if lines:
+                self.storage.publish(self._staged(index, writer, kind), ("\n".join(lines) + "\n").encode())
+
+    def finalize(self, committed: list[ShardRecord]) -> None:
+        """Rename staged shards to their final, gap-free names; safe to run again after a crash."""
+        numbered = {"results": 0, "errors": 0}
+        for shard in sorted(committed, key=lambda s: s.index):
+            for kind, count in (("results", shard.succeeded), ("errors", shard.failed)):
+                if not count:
+                    continue
+                numbered[kind] += 1
+                stem = self.results_stem if kind == "results" else "errors"
+                final = join(self.output_dir, f"{stem}_{self.number(numbered[kind])}.jsonl")
+                staged = self._staged(shard.index, shard.writer, kind)
+                if self.storage.exists(staged):
+                    self.storage.move(staged, final)
+        self.storage.delete_tree(join(self.output_dir, STAGING))

@@ -1,0 +1,99 @@
+"""Vertex output: modelParameters mapped per scenario, line encoding, and the predictions_00001.jsonl layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from batchline.config import Settings
+from batchline.domain.annotations import Annotation
+from batchline.domain.jobs import ShardRecord
+from batchline.errors import InvalidArgument
+from batchline.problems.vertex_params import VertexParams, vertex_params
+from batchline.storage import Storage
+from batchline.writers.automl import AutomlWriter
+from batchline.writers.vertex import VertexEncoder, VertexWriter, failure_message
+
+INSTANCE = '{"instance":{"content":"gs://b/a.jpg","mimeType":"image/jpeg"}}'
+FOUND = [Annotation("red", 0.9), Annotation("green", 0.07), Annotation("blue", 0.03)]
+BOXES = [Annotation("star", 0.97, (0.1, 0.2, 0.5, 0.6)), Annotation("circle", 0.6, (0.0, 0.0, 0.3, 0.4))]
+
+
+def test_model_parameters_map_to_each_scenarios_params() -> None:
+    assert vertex_params("image_classification", None) == VertexParams({"score_threshold": "0.0"}, 10)
+    assert vertex_params("image_classification", {"confidenceThreshold": 0.25, "maxPredictions": 2}) == VertexParams(
+        {"score_threshold": "0.25"}, 2
+    )
+    detection = vertex_params("image_object_detection", {"confidence_threshold": 1, "max_predictions": 5.0})
+    assert detection == VertexParams({"score_threshold": "1.0", "max_bounding_box_count": "5"}, 5)
+
+
+@pytest.mark.parametrize(
+    "given", [{"confidenceThreshold": True}, {"maxPredictions": "3"}, {"maxPredictions": 0}, {"topK": 1}, "0.5"]
+)
+def test_model_parameters_of_the_wrong_type_are_invalid(given: object) -> None:
+    with pytest.raises(InvalidArgument):
+        vertex_params("image_classification", given)
+
+
+def test_classification_line_keeps_the_instance_and_the_best_predictions() -> None:
+    line = json.loads(VertexEncoder.for_problem("image_classification", 2).result_line(INSTANCE, FOUND))
+
+    assert line == {
+        "instance": {"content": "gs://b/a.jpg", "mimeType": "image/jpeg"},
+        "prediction": {"ids": ["red", "green"], "displayNames": ["red", "green"], "confidences": [0.9, 0.07]},
+    }
+
+
+def test_detection_line_has_bboxes_as_xmin_xmax_ymin_ymax_and_a_key() -> None:
+    encoder = VertexEncoder.for_problem("image_object_detection", 10)
+
+    line = json.loads(encoder.result_line('{"key":"k1"}', BOXES))
+    empty = json.loads(encoder.result_line('{"key":"k2"}', []))
+
+    assert line["key"] == "k1" and "instance" not in line
+    assert line["prediction"]["bboxes"] == [[0.1, 0.5, 0.2, 0.6], [0.0, 0.3, 0.0, 0.4]]
+    assert line["prediction"]["displayNames"] == ["star", "circle"]
+    assert empty["prediction"] == {"ids": [], "displayNames": [], "confidences": [], "bboxes": []}
+
+
+def test_error_line_and_failure_message() -> None:
+    status = {"code": 5, "message": "gs://b/a.jpg does not exist"}
+
+    line = json.loads(VertexEncoder(False, 10).error_line(INSTANCE, status))
+
+    assert line == {"instance": {"content": "gs://b/a.jpg", "mimeType": "image/jpeg"}, "error": status}
+    assert failure_message(INSTANCE, status) == f"{INSTANCE}: gs://b/a.jpg does not exist"
+    long_id = json.dumps({"instance": {"content": "A" * 5000}})
+    assert len(failure_message(long_id, status)) < 300
+
+
+def test_vertex_files_are_numbered_with_five_digits_without_gaps(settings: Settings, data_dir: Path) -> None:
+    storage = Storage(settings)
+    writer = VertexWriter(storage, "gs://b/out/prediction-colors-2026-01-01T00:00:00.000Z")
+    writer.write_shard(0, "w", ["r0"], [])
+    writer.write_shard(1, "w", [], ["e1"])
+    writer.write_shard(2, "w", ["r2"], ["e2"])
+
+    writer.finalize([ShardRecord(0, 1, 0, "w"), ShardRecord(1, 0, 1, "w"), ShardRecord(2, 1, 1, "w")])
+
+    folder = data_dir / "buckets" / "b" / "out" / "prediction-colors-2026-01-01T00:00:00.000Z"
+    files = {p.name: p.read_text() for p in folder.iterdir()}
+    assert files == {
+        "predictions_00001.jsonl": "r0\n",
+        "predictions_00002.jsonl": "r2\n",
+        "errors_00001.jsonl": "e1\n",
+        "errors_00002.jsonl": "e2\n",
+    }
+
+
+def test_automl_files_keep_their_unpadded_names(settings: Settings, data_dir: Path) -> None:
+    writer = AutomlWriter(Storage(settings), "gs://b/out/x", "image_classification")
+    writer.write_shard(0, "w", ["r0"], ["e0"])
+    writer.finalize([ShardRecord(0, 1, 1, "w")])
+    assert sorted(p.name for p in (data_dir / "buckets" / "b" / "out" / "x").iterdir()) == [
+        "errors_1.jsonl",
+        "image_classification_1.jsonl",
+    ]
