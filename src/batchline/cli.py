@@ -104,17 +104,25 @@ def serve(
         str | None, typer.Option(help="Job store URL, sqlite:///... or postgresql://... [BATCHLINE_DATABASE_URL].")
     ] = None,
     storage: Annotated[str | None, typer.Option(help="Where gs:// lives: local or gcs [BATCHLINE_STORAGE].")] = None,
+    vertex_port: Annotated[
+        int | None, typer.Option(help="Also serve the Vertex AI v1 API on this port [BATCHLINE_VERTEX_PORT, 0 = off].")
+    ] = None,
 ) -> None:
-    """Run the AutoML v1 API and the batch worker in one process."""
-    import uvicorn
-
-    from batchline.api.app import create_app
+    """Run the AutoML v1 API (and, with --vertex-port, the Vertex AI v1 API) and the batch worker in one process."""
+    from batchline.api.server import serve as run_servers
     from batchline.config import Settings
 
-    given = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url, "storage": storage}
+    given = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "storage": storage,
+        "vertex_port": vertex_port,
+    }
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    run_servers(settings)
 
 
 @app.command("batch-predict")

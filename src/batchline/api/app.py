@@ -1,4 +1,5 @@
-"""create_app: the FastAPI application over one set of services; the worker runs beside it."""
+"""create_app: the AutoML v1 application over one set of services, the worker running beside it; and
+create_vertex_app: the Vertex AI v1 application over the same services, served on its own port."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from batchline import __version__
 from batchline.api.automl import automl_router
+from batchline.api.vertex import vertex_router
 from batchline.config import Settings
 from batchline.errors import BatchlineError, Internal, InvalidArgument, NotFound
 from batchline.services import Services, build_services
@@ -24,19 +26,39 @@ def error_response(exc: BatchlineError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.http_status)
 
 
-def create_app(settings: Settings, services: Services | None = None, run_worker: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, services: Services | None = None, run_worker: bool = True, own_services: bool = True
+) -> FastAPI:
+    """The AutoML v1 app. With `own_services` (the default) its lifespan starts the worker and closes the services;
+    a caller serving several apps over one set of services does that itself instead."""
     services = services or build_services(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if run_worker:
+        if own_services and run_worker:
             services.worker.start()
         yield
-        services.close()
+        if own_services:
+            services.close()
 
     app = FastAPI(title="batchline", version=__version__, lifespan=lifespan)
     app.state.services = services
     app.include_router(automl_router(services))
+    _handle_errors(app)
+    return app
+
+
+def create_vertex_app(services: Services) -> FastAPI:
+    """The Vertex AI v1 app; it neither starts nor closes the services it shares."""
+    app = FastAPI(title="batchline (Vertex AI v1)", version=__version__)
+    app.state.services = services
+    app.include_router(vertex_router(services))
+    _handle_errors(app)
+    return app
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Every error in the google.rpc shape: {"error": {"code", "message", "status"}}."""
 
     @app.exception_handler(BatchlineError)
     async def _batchline_error(_: Request, exc: BatchlineError) -> JSONResponse:
@@ -62,5 +84,3 @@ def create_app(settings: Settings, services: Services | None = None, run_worker:
             }
         }
         return JSONResponse(body, status_code=exc.status_code)
-
-    return app

@@ -6,7 +6,6 @@ collection has one route per HTTP method that splits the verb off and dispatches
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -14,44 +13,12 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from batchline.api import schemas
+from batchline.api.http import json_body, page, split_verb
 from batchline.errors import InvalidArgument, NotFound
 from batchline.services import Services
 
 PREFIX = "/v1/projects/{project}/locations/{location}"
-DEFAULT_PAGE_SIZE = 50
 MAX_WAIT_SECONDS = 600
-
-
-def _split_verb(segment: str, verbs: set[str]) -> tuple[str, str | None]:
-    resource_id, sep, verb = segment.partition(":")
-    if sep and verb not in verbs:
-        raise NotFound(f"unknown method :{verb}; this resource supports {', '.join(sorted(':' + v for v in verbs))}")
-    return resource_id, (verb if sep else None)
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("request body must be a JSON object")
-    return body
-
-
-def _page(request: Request) -> tuple[int, int]:
-    query = request.query_params
-    try:
-        size = int(query.get("pageSize") or query.get("page_size") or DEFAULT_PAGE_SIZE)
-        offset = int(query.get("pageToken") or query.get("page_token") or 0)
-    except ValueError:
-        raise InvalidArgument("pageSize must be a number and pageToken one this API returned") from None
-    if size < 1 or offset < 0:
-        raise InvalidArgument("pageSize must be >= 1 and pageToken one this API returned")
-    return offset, min(size, 1000)
 
 
 def _done_filter(text: str) -> bool | None:
@@ -88,27 +55,27 @@ def _model_routes(router: APIRouter, services: Services) -> None:
     @router.get(PREFIX + "/models")
     def list_models(project: str, location: str, request: Request) -> dict:
         wanted = _metadata_filter(request.query_params.get("filter", ""))
-        offset, size = _page(request)
+        offset, size = page(request)
         found = [schemas.model_resource(project, location, m, models.is_deployed(m.manifest.id)) for m in models.list()]
         found = [m for m in found if wanted is None or wanted in m]
-        page = found[offset : offset + size]
+        shown = found[offset : offset + size]
         token = str(offset + size) if offset + size < len(found) else ""
-        return {"model": page, "nextPageToken": token}
+        return {"model": shown, "nextPageToken": token}
 
     @router.get(PREFIX + "/models/{segment}")
     def get_model(project: str, location: str, segment: str) -> dict:
-        model_id, _ = _split_verb(segment, set())
+        model_id, _ = split_verb(segment, set())
         return schemas.model_resource(project, location, models.get(model_id), models.is_deployed(model_id))
 
     @router.delete(PREFIX + "/models/{segment}")
     def delete_model(project: str, location: str, segment: str) -> dict:
-        model_id, _ = _split_verb(segment, set())
+        model_id, _ = split_verb(segment, set())
         return schemas.operation(models.delete(project, location, model_id))
 
     @router.post(PREFIX + "/models/{segment}")
     async def model_method(project: str, location: str, segment: str, request: Request) -> dict:
-        model_id, verb = _split_verb(segment, {"predict", "batchPredict", "deploy", "undeploy"})
-        body = await _json_body(request)
+        model_id, verb = split_verb(segment, {"predict", "batchPredict", "deploy", "undeploy"})
+        body = await json_body(request)
         if verb == "predict":
             return await run_in_threadpool(_predict, model_id, body)
         if verb == "batchPredict":
@@ -136,26 +103,26 @@ def _operation_routes(router: APIRouter, services: Services) -> None:
     @router.get(PREFIX + "/operations")
     def list_operations(project: str, location: str, request: Request) -> dict:
         done = _done_filter(request.query_params.get("filter", ""))
-        offset, size = _page(request)
+        offset, size = page(request)
         found = jobs.list(project, location, done, offset, size + 1)
         token = str(offset + size) if len(found) > size else ""
         return {"operations": [schemas.operation(j) for j in found[:size]], "nextPageToken": token}
 
     @router.get(PREFIX + "/operations/{segment}")
     def get_operation(project: str, location: str, segment: str) -> dict:
-        op_id, _ = _split_verb(segment, set())
+        op_id, _ = split_verb(segment, set())
         return schemas.operation(jobs.get(project, location, op_id))
 
     @router.delete(PREFIX + "/operations/{segment}")
     def delete_operation(project: str, location: str, segment: str) -> dict:
-        op_id, _ = _split_verb(segment, set())
+        op_id, _ = split_verb(segment, set())
         jobs.delete(project, location, op_id)
         return {}
 
     @router.post(PREFIX + "/operations/{segment}")
     async def operation_method(project: str, location: str, segment: str, request: Request) -> dict:
-        op_id, verb = _split_verb(segment, {"cancel", "wait"})
-        body = await _json_body(request)
+        op_id, verb = split_verb(segment, {"cancel", "wait"})
+        body = await json_body(request)
         if verb == "cancel":
             await run_in_threadpool(jobs.cancel, project, location, op_id)
             return {}

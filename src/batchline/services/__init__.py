@@ -11,6 +11,7 @@ from batchline.models.loaded import ModelCache
 from batchline.models.repository import ModelRepository
 from batchline.services.jobs import JobService
 from batchline.services.models import ModelService
+from batchline.services.vertex_jobs import VertexJobService
 from batchline.storage import Storage
 from batchline.store import JobStore
 from batchline.worker import Worker
@@ -25,6 +26,7 @@ class Services:
     jobs: JobService
     models: ModelService
     worker: Worker
+    vertex_jobs: VertexJobService
 
     def close(self) -> None:
         self.worker.stop()
@@ -41,7 +43,8 @@ def build_services(settings: Settings) -> Services:
     worker = Worker(settings, store, storage, repository)
     jobs = JobService(store, storage, repository, worker.wakeup)
     models = ModelService(repository, ModelCache(repository, settings.intra_op_threads), store)
-    return Services(settings, store, jobs, models, worker)
+    vertex_jobs = VertexJobService(store, storage, repository, worker.wakeup)
+    return Services(settings, store, jobs, models, worker, vertex_jobs)
 
 
 def register_examples(settings: Settings, repository: ModelRepository) -> None:

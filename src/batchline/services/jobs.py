@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from batchline.domain.jobs import Job, JobKind, JobState
+from batchline.domain.jobs import AUTOML_KINDS, Job, JobKind, JobState
 from batchline.errors import NotFound
 from batchline.models.repository import ModelRepository
 from batchline.problems import problem_for
@@ -34,7 +34,7 @@ class JobService:
 
     def get(self, project: str, location: str, job_id: str) -> Job:
         job = self.store.get(job_id)
-        if (job.project, job.location) != (project, location):
+        if job.kind not in AUTOML_KINDS or (job.project, job.location) != (project, location):
             raise NotFound(f"operation {job_id!r} not found in projects/{project}/locations/{location}")
         return job
 
