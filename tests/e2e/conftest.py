@@ -45,10 +45,15 @@ def server_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str,
 
 
 class ServerProcess:
-    """`python -m batchline serve` on a free 127.0.0.1 port over one data dir."""
+    """`python -m batchline serve` on a free 127.0.0.1 port over one data dir; with `vertex`, the Vertex AI API
+    on a second free port too."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log_dir: Path | None = None):
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, log_dir: Path | None = None, vertex: bool = False
+    ):
         self.data_dir = data_dir
+        self.vertex = vertex
+        self.vertex_port: int | None = None
         self.env = server_env(data_dir, env)
         self.log_path = (log_dir or data_dir.parent) / f"server-{len(_SERVERS) + 1}.log"
         self.port: int | None = None
@@ -61,6 +66,11 @@ class ServerProcess:
     def url(self) -> str:
         assert self.port is not None, "server not started"
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def vertex_url(self) -> str:
+        assert self.vertex_port is not None, "server not started with vertex=True"
+        return f"http://127.0.0.1:{self.vertex_port}"
 
     @property
     def running(self) -> bool:
@@ -82,6 +92,9 @@ class ServerProcess:
             "--data-dir",
             str(self.data_dir),
         ]
+        if self.vertex:
+            self.vertex_port = free_port()
+            command += ["--vertex-port", str(self.vertex_port)]
         with self.log_path.open("a") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(command)}\n")
             log.flush()
@@ -94,7 +107,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"batchline serve exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.url + READY_PATH, timeout=2).status_code == 200:
+                ready = [self.url, *([self.vertex_url] if self.vertex else [])]
+                if all(httpx.get(url + READY_PATH, timeout=2).status_code == 200 for url in ready):
                     return self
             except httpx.HTTPError:
                 pass
