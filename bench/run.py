@@ -11,7 +11,7 @@ YOLOv8n 320 (bench/yolov8n.py). Each run makes a fresh data dir under bench/out/
 
   model-only   ONNX Runtime alone on pre-decoded tensors, best of batch 1 / 8 / 32, each as one run at a time on
                all cores and as one single-threaded run per core at once (what batch jobs do on CPU)
-  decode-only  batchline's decode + to_batch (read + decode + resize + normalise) on every core,
+  decode-only  batchline's decode_batch (read + decode + resize + normalise) on every core,
                a pool of cores-many threads and one of cores-many processes; the faster counts
   limit        n / (c_dec + c_model), c_x = n / rate_x: core-seconds per image in each stage
   end-to-end   the real `batchline serve` subprocess: batchPredict over HTTP, poll until done; N / (done - submit)
@@ -115,6 +115,19 @@ def system_busy_ticks() -> tuple[int, int]:
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live children (the server and its decoder processes)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            children.append(int(stat.parent.name))
+    return process_cpu_seconds(pid) + sum(process_cpu_seconds(child) for child in children)
+
+
 def process_cpu_seconds(pid: int) -> float:
     """user + system CPU seconds of a process (all its threads) so far."""
     try:
@@ -132,20 +145,20 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 class CpuMeter:
-    """Cores kept busy between start() and stop(): by one process, and by the whole machine."""
+    """Cores kept busy between start() and stop(): by one process and its children, and by the whole machine."""
 
     def __init__(self, pid: int | None = None):
         self.pid = pid
 
     def start(self) -> CpuMeter:
         self.t0 = time.perf_counter()
-        self.proc0 = process_cpu_seconds(self.pid) if self.pid else 0.0
+        self.proc0 = tree_cpu_seconds(self.pid) if self.pid else 0.0
         self.sys0 = system_busy_ticks()
         return self
 
     def stop(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0
-        proc = (process_cpu_seconds(self.pid) - self.proc0) if self.pid else float("nan")
+        proc = (tree_cpu_seconds(self.pid) - self.proc0) if self.pid else float("nan")
         busy1, total1 = system_busy_ticks()
         busy, total = busy1 - self.sys0[0], total1 - self.sys0[1]
         machine = (busy / total * n_all_cpus()) if total else float("nan")
@@ -347,11 +360,11 @@ def _init_decoder(manifest: Any) -> None:
 
 
 def _decode_chunk(paths: list[str], manifest: Any = None) -> int:
-    """What batchline does per image before the model: read the file, the problem's decode, then to_batch."""
+    """What batchline does per image before the model: read the file, decode and preprocess it into a batch."""
     from batchline.problems import problem_for
 
     problem = problem_for(manifest or _MANIFEST)
-    problem.to_batch([problem.decode(Path(p).read_bytes()) for p in paths])
+    problem.decode_batch([Path(p).read_bytes() for p in paths])
     return len(paths)
 
 
@@ -419,9 +432,7 @@ def naive_detections(outputs: dict[str, np.ndarray], tensor: np.ndarray, geometr
                      params: dict[str, Any]) -> list[dict]:
     """A detector user's postprocess (threshold, NMS, boxes back to the image) for one image: batchline's own,
     so that the loop does the same work per image as the server, one image at a time."""
-    from batchline.problems.images import PreparedImage
-
-    [found] = problem.postprocess(outputs, [PreparedImage(tensor, geometry)], params)
+    [found] = problem.postprocess(outputs, [geometry], params)
     return [{"display_name": a.label, "score": a.score, "box": a.box} for a in found]
 
 
@@ -667,7 +678,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         runtime = OnnxRuntime(manifest, model.folder / manifest.artifact, threads=cores)
         check_model_matches_reference(runtime, model.folder)
         problem = problem_for(manifest)
-        tensors = problem.to_batch([problem.decode(p.read_bytes()) for p in paths[:32]])
+        tensors, _ = problem.decode_batch([p.read_bytes() for p in paths[:32]])
 
         print("\n-- figures (images per second unless said otherwise)")
         model_rates = model_only(manifest, model.folder / manifest.artifact, cores, tensors, args.model_seconds,
@@ -705,7 +716,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         peak = server.peak_rss()
         per_image_ms = cpu["process_cpu_s"] / len(data.uris) * 1e3
         line("batchline end-to-end", f"{rate_e2e:,.0f}", f"{len(data.uris):,} images in {e2e_seconds:.2f} s "
-             f"submit-to-done; server busy {cpu['process_cores']:.2f} cores ({per_image_ms:.2f} ms CPU per image), "
+             f"submit-to-done; server and decoders busy {cpu['process_cores']:.2f} cores ({per_image_ms:.2f} ms CPU per "
+             f"image), "
              f"whole machine {cpu['machine_cores']:.2f}; {e2e.annotations / len(data.uris):.1f} annotations per image")
         line("server peak RSS", mib(peak), "VmHWM of the batchline serve process")
 

@@ -353,9 +353,9 @@ def evaluate(model_dir: Path, n: int, seed: int) -> np.ndarray:
     images, annotations, detections = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for image_id, (path, objects) in enumerate(shapes.write_scenes(Path(tmp), n, seed), start=1):
-            item = problem.decode(path.read_bytes())
-            found = problem.postprocess(runtime.predict_batch(problem.to_batch([item])), [item], params)[0]
-            w, h = item.geometry.width, item.geometry.height
+            batch, [geometry] = problem.decode_batch([path.read_bytes()])
+            found = problem.postprocess(runtime.predict_batch(batch), [geometry], params)[0]
+            w, h = geometry.width, geometry.height
             images.append({"id": image_id, "width": w, "height": h})
             for label, (x0, y0, x1, y1) in objects:
                 annotations.append(coco_box(image_id, label, x0, y0, x1, y1, id=len(annotations) + 1, iscrowd=0))

@@ -32,10 +32,10 @@ class Settings(BaseSettings):
     )
     batch_size: int | None = Field(None, ge=1, description="Inference batch size; default: the model's batch_size.")
     io_threads: int = Field(16, ge=1, description="Concurrent reads per job (object stores want many).")
-    decode_threads: int = Field(
+    decode_processes: int = Field(
         default_factory=lambda: len(os.sched_getaffinity(0)),
         ge=1,
-        description="Decoding threads per job; default: one per core.",
+        description="Decoding processes of the worker, started at its first batch job; default: one per core.",
     )
     shard_size: int = Field(1000, ge=1, description="Inputs per output shard (the unit of commit and resume).")
     max_failed_ratio: float = Field(

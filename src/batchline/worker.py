@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from batchline.config import Settings
 from batchline.domain.jobs import Job, JobState, ShardRecord
 from batchline.errors import BatchlineError, Cancelled, Internal, InvalidArgument
+from batchline.executor.decoding import DecodePool
 from batchline.executor.inputs import count_inputs, iter_inputs
 from batchline.executor.local import LocalExecutor, PipelineConfig, ShardBuffer
 from batchline.models.loaded import LoadedModel
@@ -40,6 +41,7 @@ class JobRun:
     store: JobStore
     storage: Storage
     load_model: Callable[[str], LoadedModel]
+    decoders: Callable[[], DecodePool]
 
     def __post_init__(self) -> None:
         self.cancelled = threading.Event()
@@ -85,11 +87,10 @@ class JobRun:
         config = PipelineConfig(
             batch_size=self.settings.batch_size or self.model.stored.manifest.batch_size,
             io_threads=self.settings.io_threads,
-            decode_threads=self.settings.decode_threads,
             shard_size=self.settings.shard_size,
             inference_streams=self.settings.batch_streams(self.model.runtime.device),
         )
-        self.executor = LocalExecutor(self.model, self.storage, params, config)
+        self.executor = LocalExecutor(self.model, self.storage, params, config, self.decoders())
         cancelled: BatchlineError | None = None
         try:
             self.executor.run(
@@ -153,6 +154,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._model: LoadedModel | None = None  # kept between jobs: loading a session costs more than a small job
+        self._decoders: DecodePool | None = None  # likewise its decoder processes, started at the first job
         self._run: JobRun | None = None  # the job running now, so that stop() can interrupt it
 
     def start(self) -> None:
@@ -170,6 +172,8 @@ class Worker:
             self._thread.join(timeout=30)
         if self._model is not None:
             self._model.close()
+        if self._decoders is not None:
+            self._decoders.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -190,6 +194,11 @@ class Worker:
             self._model = LoadedModel.load(stored, self.settings.batch_intra_op_threads)
         return self._model
 
+    def _decode_pool(self) -> DecodePool:
+        if self._decoders is None:
+            self._decoders = DecodePool(self.settings.decode_processes)
+        return self._decoders
+
     def run_one(self) -> bool:
         """Claim and run one job; False if there was none."""
         job = self.store.claim(self.owner, self.settings.lease_seconds)
@@ -202,7 +211,9 @@ class Worker:
             return True
         log.info("running job %s", job.id)
         stop = threading.Event()
-        run = self._run = JobRun(job, self.owner, self.settings, self.store, self.storage, self._load)
+        run = self._run = JobRun(
+            job, self.owner, self.settings, self.store, self.storage, self._load, self._decode_pool
+        )
         if self._stop.is_set():  # stop() came between the claim and now: hand the job straight back
             run.interrupted = True
             run.cancelled.set()

@@ -1,36 +1,42 @@
-"""The local executor: a streaming, bounded pipeline in one process, in overlapping stages.
+"""The local executor: a streaming, bounded pipeline on one machine, in overlapping stages.
 
-    fetch pool    (threads)  read each input, queue it for decoding          (many: waiting on I/O costs no core)
-    decode pool   (threads)  decode + resize + normalise                     (one per core; codecs release the GIL)
-    this thread              gather the inputs in order and stack batches
-    infer threads            run the model, a batch per stream at once       (ONNX Runtime releases the GIL)
-    post thread              annotations, shard buffers, publish + commit
+    fetch pool   (threads)    read each input, hand its bytes to a decoder       (many: waiting on I/O costs no core)
+    decoders     (processes)  decode + resize + normalise into a shared batch    (one per core; executor/decoding.py)
+    this thread               gather the outcomes in input order, close batches
+    infer threads             run the model, a batch per stream at once          (ONNX Runtime releases the GIL)
+    post thread               annotations, shard buffers, publish + commit
 
-Stacking the next batch and recording the last one happen while the model runs, so the model never waits on
-Python work. On CPU each core runs its own batch, single-threaded: ONNX Runtime wastes less that way than when
-one batch is split across threads at every op (8-36 % more images per second on 2 cores, model alone). At most
-`window` inputs are being fetched and at most one batch more than there are streams is in or queued for the
-model, and a shard's lines are held only until the shard is complete, so memory does not grow with the inputs.
+Each input gets a row of a batch in shared memory when its fetch starts, in input order, and its decoder writes
+there; a batch goes to the model when its last row's input is done, its failed inputs' rows closed up. Recording
+the last batch happens while the model runs the next. On CPU each core runs its own batch, single-threaded: ONNX
+Runtime wastes less that way than when one batch is split across threads at every op (8-36 % more images per
+second on 2 cores, model alone). At most `window` inputs are being fetched, a batch is reused only once the model
+is done with it, and a shard's lines are held only until the shard is complete, so memory does not grow with the
+inputs.
 """
 
 from __future__ import annotations
 
-import os
+import itertools
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
 from batchline.domain.annotations import Annotation
 from batchline.errors import BatchlineError, Cancelled, Internal
+from batchline.executor.decoding import DecodePool, SharedBatches, Slot
 from batchline.executor.inputs import Input
 from batchline.models.loaded import LoadedModel
 from batchline.storage import Storage
 
-_DECODE_NICENESS = 10
-Outcome = tuple[int, str, Any]  # input index, ID, and its preprocessed item or `Failed`
+Pending = tuple[int, Input, Slot | None]  # input index, the input, and its slot (None: known bad, no row)
+Outcome = tuple[int, str, Any, Slot | None]  # input index, ID, its facts from decoding or `Failed`, and its slot
+_CHUNK = 8  # inputs per fetch and decoding task, at most
 
 
 @dataclass(frozen=True)
@@ -56,19 +62,41 @@ class ShardBuffer:
 class PipelineConfig:
     batch_size: int
     io_threads: int
-    decode_threads: int
     shard_size: int
     inference_streams: int = 1
 
 
+@dataclass
+class _Filling:
+    """The decoded inputs of the batch being filled: their rows, and (index, ID, facts) of each."""
+
+    rows: list[int] = field(default_factory=list)
+    inputs: list[tuple[int, str, Any]] = field(default_factory=list)
+
+
 class LocalExecutor:
-    def __init__(self, model: LoadedModel, storage: Storage, params: dict[str, Any], config: PipelineConfig):
+    def __init__(
+        self,
+        model: LoadedModel,
+        storage: Storage,
+        params: dict[str, Any],
+        config: PipelineConfig,
+        decoders: DecodePool,
+    ):
         self.model = model
         self.storage = storage
         self.params = params
         self.config = config
+        self.decoders = decoders
         self.processed = 0  # read by the heartbeat for progress
-        self._decoders: ThreadPoolExecutor  # the decode pool of the run in progress
+        self._manifest_json = model.stored.manifest.model_dump_json()  # how decoders build the problem
+        self._chunk = min(config.batch_size, _CHUNK)
+        # Inputs in flight: two batches and a read per fetch thread, and at least two tasks per decoder.
+        self._window = max(2 * config.batch_size + config.io_threads, 2 * decoders.processes * self._chunk)
+        # Enough batches for every input in the window, the batch being filled, and those at the model.
+        self._batch_count = math.ceil(self._window / config.batch_size) + config.inference_streams + 2
+        self._batches: SharedBatches  # of the run in progress
+        self._in_use: list[Future | None]  # per batch, the inference that reads it last
 
     def run(
         self,
@@ -79,90 +107,140 @@ class LocalExecutor:
         cancelled: threading.Event,
     ) -> None:
         """Predict every input not in a skipped shard; `on_shard` gets each shard once it is complete."""
-        size = self.config.shard_size
+        size, batch_size = self.config.shard_size, self.config.batch_size
         todo = ((i, item) for i, item in enumerate(inputs) if i // size not in skip_shards)
         shards = _ShardAssembler(size, total, on_shard)
-        batch: list[Outcome] = []
+        shape, dtype = self.model.problem.item_layout
+        self._in_use = [None] * self._batch_count
         with (
-            ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="fetch") as pool,
-            ThreadPoolExecutor(
-                self.config.decode_threads, thread_name_prefix="decode", initializer=_yield_to_inference
-            ) as self._decoders,
+            SharedBatches(self._batch_count, batch_size, shape, dtype) as self._batches,
+            ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="fetch") as fetchers,
             ThreadPoolExecutor(self.config.inference_streams, thread_name_prefix="infer") as infer,
             ThreadPoolExecutor(1, thread_name_prefix="post") as post,
         ):
 
-            def submit_batch() -> Future:
-                tensor = self.model.problem.to_batch([item for _, _, item in batch])
-                outputs = infer.submit(self.model.runtime.predict_batch, tensor)
-                return post.submit(self._record_results, shards, batch, outputs)
+            def submit_batch(batch: int) -> None:
+                if filling.rows:  # else every input of it failed
+                    outputs = self._infer(batch, filling.rows, infer)
+                    waiting.append(post.submit(self._record_results, shards, filling.inputs, outputs))
 
             waiting: deque[Future] = deque()
-            for index, item_id, outcome in self._fetched(todo, pool, cancelled):
+            filling, last_slot = _Filling(), None
+            for index, item_id, outcome, slot in self._fetched(todo, fetchers, cancelled):
                 if isinstance(outcome, Failed):
                     waiting.append(post.submit(self._record_error, shards, index, item_id, outcome.status))
-                    continue
-                batch.append((index, item_id, outcome))
-                if len(batch) == self.config.batch_size:
-                    waiting.append(submit_batch())
-                    batch = []
+                else:
+                    filling.rows.append(slot[1])
+                    filling.inputs.append((index, item_id, outcome))
+                if slot is not None:
+                    last_slot = slot
+                    if slot[1] == batch_size - 1:
+                        submit_batch(slot[0])
+                        filling = _Filling()
                 while len(waiting) > self.config.inference_streams + 1 or (waiting and waiting[0].done()):
                     waiting.popleft().result()  # re-raises an inference or post-processing failure here
-            if batch:
-                waiting.append(submit_batch())
+            if last_slot is not None and last_slot[1] != batch_size - 1:
+                submit_batch(last_slot[0])
             for future in waiting:
                 future.result()
 
-    def _fetch(self, item: Input) -> Future:
-        """Read one input (fetch pool) and queue its decoding; a BatchlineError becomes this input's error line.
+    def _infer(self, batch: int, rows: list[int], infer: ThreadPoolExecutor) -> Future:
+        """Run the model on the decoded rows of a batch, closed up where failed inputs left holes."""
+        tensor = self._batches.array[batch]
+        if rows != list(range(len(rows))):
+            tensor[: len(rows)] = tensor[rows]
+        outputs = infer.submit(self.model.runtime.predict_batch, tensor[: len(rows)])
+        self._in_use[batch] = outputs
+        return outputs
+
+    def _slot(self, position: int, cancelled: threading.Event) -> Slot:
+        """The row of the `position`-th decoded input; the first row of a batch waits until the model is done
+        with that batch's last use."""
+        batch, row = (position // self.config.batch_size) % self._batch_count, position % self.config.batch_size
+        if row == 0 and self._in_use[batch] is not None:
+            _outcome(self._in_use[batch], cancelled)  # a failure of that inference surfaces in run()
+        return batch, row
+
+    def _fetch(self, chunk: list[Pending]) -> tuple[list[Any], Future | None]:
+        """Read a chunk of inputs (fetch pool) and queue their decoding as one task. Returns each input's outcome
+        so far: `Failed`, or its place in the decoding task, whose future comes second.
 
         The fetch thread hands the bytes on and is free at once: it neither waits for a decoder nor wakes up
-        again when the decoding is done. More decoders than cores would only fight over the GIL and the caches.
+        again when the decoding is done.
         """
-        if item.uri is not None:
-            self.model.problem.check_input(item.uri)
-            data = self.storage.read(item.uri)
-        else:
-            data = item.content or b""
-        return self._decoders.submit(self.model.problem.decode, data)
+        outcomes: list[Any] = []
+        work: list[tuple[Slot, bytes]] = []
+        for _, item, slot in chunk:
+            if item.error is not None:
+                outcomes.append(Failed(item.error))
+                continue
+            try:
+                data = self._read(item)
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong is this input's error line
+                outcomes.append(Failed(_status(exc)))
+                continue
+            outcomes.append(len(work))
+            work.append((slot, data))
+        decoding = self.decoders.submit(self._manifest_json, self._batches.ref, work) if work else None
+        return outcomes, decoding
+
+    def _read(self, item: Input) -> bytes:
+        if item.uri is None:
+            return item.content or b""
+        self.model.problem.check_input(item.uri)
+        return self.storage.read(item.uri)
 
     def _fetched(
         self, todo: Iterator[tuple[int, Input]], pool: ThreadPoolExecutor, cancelled: threading.Event
     ) -> Iterator[Outcome]:
-        """Keep a window of inputs in flight; yield their outcomes in input order."""
-        window = 2 * self.config.batch_size + self.config.io_threads
-        in_flight: deque[tuple[int, Input, Future | None]] = deque()
-        exhausted = False
+        """Keep a window of inputs in flight, in chunks; yield their outcomes in input order."""
+        in_flight: deque[tuple[list[Pending], Future]] = deque()
+        position, queued, exhausted = 0, 0, False
         try:
             while True:
-                while not exhausted and len(in_flight) < window:
-                    nxt = next(todo, None)
-                    if nxt is None:
-                        exhausted = True
-                    else:
-                        index, item = nxt
-                        fetch = None if item.error else pool.submit(self._fetch, item)
-                        in_flight.append((index, item, fetch))
+                while not exhausted and queued < self._window:
+                    chunk: list[Pending] = []
+                    for index, item in itertools.islice(todo, self._chunk):
+                        slot = None
+                        if item.error is None:  # known bad inputs take no row
+                            slot = self._slot(position, cancelled)
+                            position += 1
+                        chunk.append((index, item, slot))
+                    exhausted = len(chunk) < self._chunk
+                    if chunk:
+                        in_flight.append((chunk, pool.submit(self._fetch, chunk)))
+                        queued += len(chunk)
                 if not in_flight:
                     return
-                index, item, fetch = in_flight[0]
-                outcome = Failed(item.error) if fetch is None else _outcome(fetch, cancelled)
-                if isinstance(outcome, Future):
-                    outcome = _outcome(outcome, cancelled)
+                chunk, fetch = in_flight[0]
+                yield from self._outcomes(chunk, fetch, cancelled)
                 in_flight.popleft()
-                yield index, item.id, Failed(_status(outcome)) if isinstance(outcome, BaseException) else outcome
+                queued -= len(chunk)
         finally:
-            for _, _, future in in_flight:
-                if future is not None:
-                    future.cancel()
+            for _, fetch in in_flight:
+                _cancel(fetch)
+
+    @staticmethod
+    def _outcomes(chunk: list[Pending], fetch: Future, cancelled: threading.Event) -> Iterator[Outcome]:
+        fetched = _outcome(fetch, cancelled)
+        if isinstance(fetched, BaseException):  # a bug in _fetch: the whole chunk fails
+            outcomes, decoded = [Failed(_status(fetched))] * len(chunk), []
+        else:
+            outcomes, decoding = fetched
+            decoded = _outcome(decoding, cancelled) if decoding is not None else []
+        for (index, item, slot), outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, int):  # its place in the decoding task
+                result = decoded if isinstance(decoded, BaseException) else decoded[outcome]
+                outcome = Failed(_status(result)) if isinstance(result, BaseException) else result
+            yield index, item.id, outcome, slot
 
     # -- post thread
-    def _record_results(self, shards: _ShardAssembler, batch: list[Outcome], outputs: Future) -> None:
-        items = [item for _, _, item in batch]
-        annotations = self.model.problem.postprocess(outputs.result(), items, self.params)
-        for (index, item_id, _), found in zip(batch, annotations, strict=True):
+    def _record_results(self, shards: _ShardAssembler, inputs: list[tuple[int, str, Any]], outputs: Future) -> None:
+        facts = [f for _, _, f in inputs]
+        annotations = self.model.problem.postprocess(outputs.result(), facts, self.params)
+        for (index, item_id, _), found in zip(inputs, annotations, strict=True):
             shards.buffer(index).results.append((index, item_id, found))
-        self.processed += len(batch)
+        self.processed += len(inputs)
         shards.flush_complete()
 
     def _record_error(self, shards: _ShardAssembler, index: int, item_id: str, status: dict[str, Any]) -> None:
@@ -192,18 +270,6 @@ class _ShardAssembler:
             self.on_shard(shard)
 
 
-def _yield_to_inference() -> None:
-    """Run this decode thread at a lower priority than the model's threads (Linux threads have their own nice).
-
-    When both want a core, the model gets it: a preempted ONNX Runtime thread stalls the whole parallel op it is
-    part of, while a decoder that waits loses nothing, since the window keeps enough decoded ahead.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _DECODE_NICENESS)
-    except (AttributeError, OSError):  # not Linux, or not allowed: run at the normal priority
-        pass
-
-
 def _outcome(future: Future, cancelled: threading.Event) -> Any:
     """The future's result or the exception it raised; Cancelled as soon as the job is (a slow read must not
     hold a cancel up)."""
@@ -217,7 +283,18 @@ def _outcome(future: Future, cancelled: threading.Event) -> Any:
         return exc if exc is not None else future.result()
 
 
+def _cancel(fetch: Future) -> None:
+    """Cancel a fetch, and the decoding it queued if it got that far."""
+    if fetch.cancel() or not fetch.done() or fetch.exception() is not None:
+        return
+    _, decoding = fetch.result()
+    if decoding is not None:
+        decoding.cancel()
+
+
 def _status(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, BatchlineError):
         return exc.to_status()
+    if isinstance(exc, BrokenProcessPool):
+        return Internal("a decoder process died while this input was being decoded; try it again").to_status()
     return Internal(f"unexpected error while reading this input: {type(exc).__name__}: {exc}").to_status()

@@ -42,19 +42,29 @@ class Problem(ABC):
     def check_input(self, uri: str) -> None:
         """Reject an input before fetching it (e.g. its extension); InvalidArgument."""
 
+    @property
     @abstractmethod
-    def decode(self, data: bytes) -> Any:
-        """Bytes of one input -> a preprocessed item, ready to batch; InvalidArgument if it cannot be."""
+    def item_layout(self) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of one input in the model's input tensor (batches are filled in place)."""
 
     @abstractmethod
-    def to_batch(self, items: list[Any]) -> np.ndarray:
-        """Stack preprocessed items into the model's input tensor."""
+    def decode_into(self, data: bytes, out: np.ndarray) -> Any:
+        """Preprocess one input's bytes into `out` (one row of a batch); return what postprocess needs to know
+        about it besides the model's outputs (for an image, where it lies in the model's input). InvalidArgument
+        if it cannot be decoded."""
+
+    def decode_batch(self, inputs: list[bytes]) -> tuple[np.ndarray, list[Any]]:
+        """A batch tensor of a few inputs and their facts, for online prediction and tools."""
+        shape, dtype = self.item_layout
+        batch = np.empty((len(inputs), *shape), dtype)
+        return batch, [self.decode_into(data, row) for data, row in zip(inputs, batch, strict=True)]
 
     @abstractmethod
     def postprocess(
-        self, outputs: dict[str, np.ndarray], items: list[Any], params: dict[str, Any]
+        self, outputs: dict[str, np.ndarray], facts: list[Any], params: dict[str, Any]
     ) -> list[list[Annotation]]:
-        """Model outputs for a batch of decoded items -> annotations per item, filtered and sorted."""
+        """Model outputs for a batch, and what decode_into returned for each input -> annotations per input,
+        filtered and sorted."""
 
     def result_metadata(self, params: dict[str, Any]) -> dict[str, str]:
         """BatchPredictResult.metadata / PredictResponse.metadata."""

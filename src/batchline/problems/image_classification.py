@@ -9,7 +9,7 @@ import numpy as np
 from batchline.domain.annotations import Annotation
 from batchline.errors import Internal
 from batchline.problems.base import parse_unit_interval
-from batchline.problems.images import ImageProblem, PreparedImage
+from batchline.problems.images import Geometry, ImageProblem
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -34,7 +34,7 @@ class ImageClassification(ImageProblem):
         return parse_unit_interval(key, value)
 
     def postprocess(
-        self, outputs: dict[str, np.ndarray], items: list[PreparedImage], params: dict[str, Any]
+        self, outputs: dict[str, np.ndarray], facts: list[Geometry], params: dict[str, Any]
     ) -> list[list[Annotation]]:
         name = self.manifest.output.scores or next(iter(outputs))
         raw = outputs[name].reshape(len(outputs[name]), -1).astype(np.float64)

@@ -9,7 +9,7 @@ import numpy as np
 from batchline.domain.annotations import Annotation
 from batchline.problems.base import parse_positive_int, parse_unit_interval
 from batchline.problems.detector_outputs import Candidates, read_candidates
-from batchline.problems.images import Geometry, ImageProblem, PreparedImage
+from batchline.problems.images import Geometry, ImageProblem
 
 _DIGITS = 6  # of a normalized coordinate: finer than a pixel of any image that fits the 30 MB cap
 
@@ -26,11 +26,11 @@ class ImageObjectDetection(ImageProblem):
         return parse_unit_interval(key, value)
 
     def postprocess(
-        self, outputs: dict[str, np.ndarray], items: list[PreparedImage], params: dict[str, Any]
+        self, outputs: dict[str, np.ndarray], facts: list[Geometry], params: dict[str, Any]
     ) -> list[list[Annotation]]:
         threshold, limit = params["score_threshold"], params["max_bounding_box_count"]
-        found = read_candidates(self.manifest, outputs, [item.geometry for item in items], threshold, limit)
-        return [self._annotations(c, item.geometry, threshold, limit) for c, item in zip(found, items, strict=True)]
+        found = read_candidates(self.manifest, outputs, facts, threshold, limit)
+        return [self._annotations(c, geometry, threshold, limit) for c, geometry in zip(found, facts, strict=True)]
 
     def result_metadata(self, params: dict[str, Any]) -> dict[str, str]:
         return {"max_bounding_box_count": str(params["max_bounding_box_count"])}

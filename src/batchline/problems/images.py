@@ -59,14 +59,6 @@ class Geometry:
         return self.pad_x, self.pad_y, self.pad_x + scaled_w, self.pad_y + scaled_h
 
 
-@dataclass(frozen=True)
-class PreparedImage:
-    """One image, preprocessed for the model, and where it came from (to map boxes back)."""
-
-    tensor: np.ndarray
-    geometry: Geometry
-
-
 def decode_image(data: bytes, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
     """Decode and resize to spec.size: uint8 HxWx3 in the model's channel order, and how it was fitted."""
     if not data:
@@ -115,10 +107,7 @@ def _resize(image: Image.Image, geometry: Geometry, spec: InputSpec) -> Image.Im
 
 
 class Normalizer:
-    """Scale, centre and lay out one decoded image as the model wants it (run in the decode threads).
-
-    The result is contiguous, so that stacking a batch in the inference thread is a plain copy.
-    """
+    """Scale, centre and lay out one decoded image as the model wants it, into its row of a batch."""
 
     def __init__(self, spec: InputSpec):
         std = np.asarray(spec.std, dtype=np.float32)
@@ -127,20 +116,18 @@ class Normalizer:
         self.factor = (np.float32(spec.scale) / std).reshape(shape)
         self.offset = (np.asarray(spec.mean, dtype=np.float32) / std).reshape(shape)
         self.to_float = spec.dtype == "float32"
+        height, width = spec.size
+        self.shape = (3, height, width) if self.channels_first else (height, width, 3)
+        self.dtype = np.dtype(np.float32 if self.to_float else np.uint8)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, out: np.ndarray) -> None:
         if self.channels_first:  # transpose while the pixels are still 1-byte
             image = np.ascontiguousarray(image.transpose(2, 0, 1))
         if not self.to_float:
-            return image
-        tensor = np.multiply(image, self.factor, dtype=np.float32)
-        tensor -= self.offset
-        return tensor
-
-
-def stack(items: list[PreparedImage]) -> np.ndarray:
-    """One contiguous batch tensor from preprocessed images."""
-    return np.stack([item.tensor for item in items])
+            out[...] = image
+            return
+        np.multiply(image, self.factor, out=out)
+        out -= self.offset
 
 
 class ImageProblem(Problem):
@@ -160,9 +147,11 @@ class ImageProblem(Problem):
     def check_input(self, uri: str) -> None:
         check_image_extension(uri)
 
-    def decode(self, data: bytes) -> PreparedImage:
-        pixels, geometry = decode_image(data, self.manifest.input)
-        return PreparedImage(self.normalize(pixels), geometry)
+    @property
+    def item_layout(self) -> tuple[tuple[int, ...], np.dtype]:
+        return self.normalize.shape, self.normalize.dtype
 
-    def to_batch(self, items: list[PreparedImage]) -> np.ndarray:
-        return stack(items)
+    def decode_into(self, data: bytes, out: np.ndarray) -> Geometry:
+        pixels, geometry = decode_image(data, self.manifest.input)
+        self.normalize(pixels, out)
+        return geometry

@@ -46,6 +46,6 @@ class ModelService:
         loaded = self.cache.get(model_id)
         problem = loaded.problem
         typed = problem.parse_params(params)
-        item = problem.decode(data)
-        outputs = loaded.runtime.predict_batch(problem.to_batch([item]))
-        return problem.postprocess(outputs, [item], typed)[0], problem.result_metadata(typed)
+        batch, facts = problem.decode_batch([data])
+        outputs = loaded.runtime.predict_batch(batch)
+        return problem.postprocess(outputs, facts, typed)[0], problem.result_metadata(typed)

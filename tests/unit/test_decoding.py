@@ -1,0 +1,137 @@
+"""Decoder processes writing into shared-memory batches, and the executor around them."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from batchline.config import Settings
+from batchline.executor.decoding import DecodePool, SharedBatches
+from batchline.executor.inputs import Input
+from batchline.executor.local import LocalExecutor, PipelineConfig, ShardBuffer
+from batchline.models.loaded import LoadedModel
+from batchline.models.repository import ModelRepository
+from batchline.storage import Storage
+from tests.support import make_color_model
+
+
+def png(colour: tuple[int, int, int], size: tuple[int, int] = (20, 10)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    models = ModelRepository(tmp_path_factory.mktemp("models"))
+    stored = models.import_folder(make_color_model(tmp_path_factory.mktemp("colors")))
+    return LoadedModel.load(stored, threads=1)
+
+
+@pytest.fixture(scope="module")
+def pool() -> DecodePool:
+    decoders = DecodePool(2)
+    yield decoders
+    decoders.close()
+
+
+def test_decoders_write_each_input_into_its_row_and_return_its_facts(model: LoadedModel, pool: DecodePool) -> None:
+    shape, dtype = model.problem.item_layout
+    with SharedBatches(2, 3, shape, dtype) as batches:
+        work = [((1, 2), png((255, 0, 0))), ((0, 0), b"not an image"), ((1, 0), png((0, 0, 255), (5, 40)))]
+        red, broken, blue = pool.submit(model.stored.manifest.model_dump_json(), batches.ref, work).result(30)
+        assert (red.width, red.height, blue.width, blue.height) == (20, 10, 5, 40)
+        assert "cannot be decoded" in broken.message and broken.code == 3
+        # The colour model's input is the image scaled to 0..1: red in channel 0, blue in channel 2.
+        assert batches.array[1, 2, 0].mean() == pytest.approx(1.0) and batches.array[1, 2, 2].max() == 0
+        assert batches.array[1, 0, 2].mean() == pytest.approx(1.0) and batches.array[1, 0, 0].max() == 0
+
+
+def test_a_decoder_that_dies_fails_its_inputs_and_the_pool_recovers(model: LoadedModel) -> None:
+    decoders = DecodePool(1)
+    try:
+        shape, dtype = model.problem.item_layout
+        manifest = model.stored.manifest.model_dump_json()
+        with SharedBatches(1, 1, shape, dtype) as batches:
+            decoders.submit(manifest, batches.ref, [((0, 0), png((0, 255, 0)))]).result(30)
+            for process in list(decoders._pool._processes.values()):
+                os.kill(process.pid, signal.SIGKILL)
+            with pytest.raises(Exception, match="terminated abruptly"):
+                decoders.submit(manifest, batches.ref, [((0, 0), png((0, 255, 0)))]).result(30)
+            [facts] = decoders.submit(manifest, batches.ref, [((0, 0), png((0, 255, 0)))]).result(30)
+            assert facts.width == 20
+    finally:
+        decoders.close()
+
+
+def test_decoders_end_with_a_server_that_is_killed(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        from batchline.executor.decoding import DecodePool
+        from concurrent.futures import wait
+        pool = DecodePool(2)
+        wait([pool._pool.submit(int, "1") for _ in range(8)])
+        print(" ".join(str(p) for p in pool._pool._processes), flush=True)
+        import time; time.sleep(60)
+        """
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    children = [int(pid) for pid in server.stdout.readline().split()]
+    assert children and all(_alive(pid) for pid in children)
+    server.kill()
+    server.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children), "decoder processes outlived their server"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_executor_predicts_inline_content_and_passes_known_errors_through(
+    model: LoadedModel, pool: DecodePool, tmp_path: Path
+) -> None:
+    (tmp_path / "buckets" / "b").mkdir(parents=True)
+    (tmp_path / "buckets" / "b" / "green.png").write_bytes(png((0, 255, 0)))
+    storage = Storage(Settings(data_dir=tmp_path))
+    inputs = [
+        Input("inline-red", content=png((255, 0, 0))),
+        Input("bad-instance", error={"code": 3, "message": "instance has no content"}),
+        Input("gs://b/green.png", uri="gs://b/green.png"),
+        Input("inline-garbage", content=b"garbage"),
+        Input("gs://b/missing.png", uri="gs://b/missing.png"),
+    ] + [Input(f"inline-blue-{i}", content=png((0, 0, 255))) for i in range(7)]
+    shards: list[ShardBuffer] = []
+    config = PipelineConfig(batch_size=3, io_threads=2, shard_size=5, inference_streams=2)
+    params = model.problem.parse_params({"score_threshold": "0.5"})
+    LocalExecutor(model, storage, params, config, pool).run(
+        inputs, len(inputs), set(), shards.append, threading.Event()
+    )
+
+    assert [s.index for s in shards] == [0, 1, 2]
+    results = {item_id: found[0].label for s in shards for _, item_id, found in s.results}
+    errors = {item_id: status for s in shards for _, item_id, status in s.errors}
+    assert results == {"inline-red": "red", "gs://b/green.png": "green"} | {
+        f"inline-blue-{i}": "blue" for i in range(7)
+    }
+    assert errors["bad-instance"] == {"code": 3, "message": "instance has no content"}
+    assert errors["inline-garbage"]["code"] == 3 and "cannot be decoded" in errors["inline-garbage"]["message"]
+    assert errors["gs://b/missing.png"]["code"] == 5
+    assert np.all([len(s.results) + len(s.errors) == s.expected for s in shards])
