@@ -22,14 +22,24 @@ operations_app = typer.Typer(help="Long-running operations (batch jobs, deploys)
 models_app = typer.Typer(
     help="Models: import into the data dir, list and show through the server.", no_args_is_help=True
 )
+jobs_app = typer.Typer(
+    help="Vertex AI batch prediction jobs, through the server's Vertex AI port (serve --vertex-port).",
+    no_args_is_help=True,
+)
 app.add_typer(operations_app, name="operations")
 app.add_typer(models_app, name="models")
+app.add_typer(jobs_app, name="jobs")
 console = Console()
 err = Console(stderr=True)
 
 Server = Annotated[str, typer.Option(envvar="BATCHLINE_SERVER", help="batchline server URL.")]
 Project = Annotated[str, typer.Option(help="Project in resource names (any name works).")]
 Location = Annotated[str, typer.Option(help="Location in resource names.")]
+VertexServer = Annotated[
+    str, typer.Option("--server", envvar="BATCHLINE_VERTEX_SERVER", help="batchline Vertex AI API URL.")
+]
+VERTEX_SERVER = "http://127.0.0.1:8081"
+JOB_DONE_STATES = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -280,3 +290,138 @@ def models_show(
 ) -> None:
     """Print one model as JSON."""
     console.print_json(json.dumps(_call("GET", f"{_base(server, project, location)}/models/{model}")))
+
+
+# -- Vertex AI batch prediction jobs
+
+
+def _job_url(server: str, project: str, location: str, job: str = "") -> str:
+    if job.startswith("projects/"):
+        return f"{server.rstrip('/')}/v1/{job}"
+    return f"{_base(server, project, location)}/batchPredictionJobs" + (f"/{job}" if job else "")
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = dict(v.split("=", 1) for v in values if "=" in v)
+    if len(pairs) != len(values):
+        raise _fail(f"{option} takes KEY=VALUE")
+    return pairs
+
+
+def _json_value(text: str) -> Any:
+    """A modelParameters value as JSON (0.5 is a number); anything else stays a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _job_progress(job: dict) -> float:
+    stats = job.get("completionStats", {})
+    done = int(stats.get("successfulCount", 0)) + int(stats.get("failedCount", 0))
+    total = done + int(stats.get("incompleteCount", 0))
+    return 100.0 * done / total if total else 0.0
+
+
+def _wait_job(url: str) -> dict:
+    """Poll a job with a progress bar until it ends; exit non-zero with its error unless it succeeded."""
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task("JOB_STATE_PENDING", total=100)
+        while True:
+            job = _call("GET", url)
+            progress.update(task, completed=_job_progress(job), description=job["state"])
+            if job["state"] in JOB_DONE_STATES:
+                break
+            time.sleep(0.3)
+    if job["state"] != "JOB_STATE_SUCCEEDED":
+        error = job.get("error", {})
+        raise _fail(f"job {job['state']}: code {error.get('code')}: {error.get('message', '')}")
+    return job
+
+
+@jobs_app.command("create")
+def jobs_create(
+    model: Annotated[str, typer.Option(help="Model id or name (ID@1 and ID@default work too).")],
+    input: Annotated[list[str], typer.Option(help="Instances file URI, wildcards allowed (repeat for several).")],
+    output: Annotated[str, typer.Option(help="Output URI prefix, e.g. gs://bucket/out/.")],
+    format: Annotated[str, typer.Option(help="Instances format: jsonl, csv or file-list.")] = "jsonl",
+    display_name: Annotated[str, typer.Option(help="The job's display name.")] = "batchline-job",
+    param: Annotated[
+        list[str], typer.Option(help="modelParameters KEY=VALUE, e.g. confidenceThreshold=0.5 (repeatable).")
+    ] = [],  # noqa: B006
+    key_field: Annotated[str | None, typer.Option(help="instanceConfig.keyField: output keys, not instances.")] = None,
+    label: Annotated[list[str], typer.Option(help="KEY=VALUE label (repeatable).")] = [],  # noqa: B006
+    wait: Annotated[bool, typer.Option(help="Wait for the job with a progress bar.")] = False,
+    server: VertexServer = VERTEX_SERVER,
+    project: Project = "local",
+    location: Location = "us-central1",
+) -> None:
+    """Create a batch prediction job; prints its name (and waits with --wait)."""
+    name = model if model.startswith("projects/") else f"projects/{project}/locations/{location}/models/{model}"
+    body: dict[str, Any] = {
+        "displayName": display_name,
+        "model": name,
+        "inputConfig": {"instancesFormat": format, "gcsSource": {"uris": input}},
+        "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": output}},
+        "labels": _pairs(label, "--label"),
+    }
+    if param:
+        body["modelParameters"] = {k: _json_value(v) for k, v in _pairs(param, "--param").items()}
+    if key_field:
+        body["instanceConfig"] = {"keyField": key_field}
+    job = _call("POST", _job_url(server, project, location), json=body)
+    console.print(job["name"])
+    if wait:
+        job = _wait_job(_job_url(server, project, location, job["name"]))
+        stats = job["completionStats"]
+        console.print(f"succeeded: {stats['successfulCount']}, failed: {stats['failedCount']}")
+        console.print(f"output: {job['outputInfo']['gcsOutputDirectory']}")
+
+
+@jobs_app.command("get")
+def jobs_get(
+    job: str, server: VertexServer = VERTEX_SERVER, project: Project = "local", location: Location = "us-central1"
+) -> None:
+    """Print a job (id or name) as JSON."""
+    console.print_json(json.dumps(_call("GET", _job_url(server, project, location, job))))
+
+
+@jobs_app.command("list")
+def jobs_list(
+    filter: Annotated[str, typer.Option(help='e.g. state=JOB_STATE_SUCCEEDED AND labels.team="a"')] = "",
+    server: VertexServer = VERTEX_SERVER,
+    project: Project = "local",
+    location: Location = "us-central1",
+) -> None:
+    """List jobs, newest first."""
+    reply = _call("GET", _job_url(server, project, location), params={"filter": filter})
+    table = Table(Column("job", no_wrap=True), "display name", "state", "progress", "error")
+    for job in reply.get("batchPredictionJobs", []):
+        error = job.get("error", {}).get("message", "")
+        progress = f"{_job_progress(job):.0f}%"
+        table.add_row(job["name"].rsplit("/", 1)[-1], job["displayName"], job["state"], progress, error)
+    console.print(table)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job: str, server: VertexServer = VERTEX_SERVER, project: Project = "local", location: Location = "us-central1"
+) -> None:
+    """Ask a pending or running job to stop."""
+    _call("POST", _job_url(server, project, location, job) + ":cancel", json={})
+    console.print(f"cancel requested for {job}")
+
+
+@jobs_app.command("delete")
+def jobs_delete(
+    job: str, server: VertexServer = VERTEX_SERVER, project: Project = "local", location: Location = "us-central1"
+) -> None:
+    """Delete an ended job's record (its output files stay)."""
+    _call("DELETE", _job_url(server, project, location, job))
+    console.print(f"deleted {job}")
