@@ -153,7 +153,7 @@ input:
 output:
   scores: logits
   activation: softmax
-batch_size: 8  # one single-threaded run per core does best at 8 on CPU (model-only); on a GPU set BATCHLINE_BATCH_SIZE=32
+batch_size: 8  # best for one single-threaded run per core on CPU (model-only); a GPU wants BATCHLINE_BATCH_SIZE=32
 """
 
 
