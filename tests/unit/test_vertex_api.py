@@ -255,6 +255,8 @@ def test_list_filters_as_the_sdk_writes_them_and_pages(vertex: TestClient, servi
     assert names("state!=JOB_STATE_PENDING") == ["a-job:a"]
     assert names("state=JOB_STATE_PAUSED") == []
     assert names(f'create_time>="{second["createTime"]}"') == ["a-job:a", "b-job:b"]
+    assert names(f'create_time="{second["createTime"]}"') == ["b-job:b"]
+    assert names(f'create_time>"{second["createTime"]}"') == ["a-job:a"]
     assert names(f'create_time<"{second["createTime"]}" AND state=JOB_STATE_SUCCEEDED') == ["a-job:a"]
     assert names('create_time>"2999-01-01T00:00:00Z"') == []
 

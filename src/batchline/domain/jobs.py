@@ -71,7 +71,7 @@ class Job:
     @classmethod
     def new(cls, kind: JobKind, project: str, location: str, model_id: str, state: JobState, **fields: Any) -> Job:
         """A fresh job with a new operation id, created now."""
-        now = time.time()
+        now = round(time.time(), 6)  # to the microsecond, as the APIs show it: a shown time finds the job again
         return cls(uuid.uuid4().hex[:20], kind, project, location, model_id, state, now, now, **fields)
 
     @property

@@ -116,6 +116,7 @@ def _add_missing_columns(engine: sa.Engine) -> None:
             conn.execute(sa.text(ddl))
 
 
+_HALF_MICROSECOND = 5e-7
 _COMPARE = {
     "=": lambda c, v: c == v,
     "!=": lambda c, v: c != v,
@@ -137,8 +138,24 @@ def _where(condition: Condition) -> sa.ColumnElement[bool]:
             return label.exists()
         matching = label.where(job_labels.c.value == value).exists()
         return matching if op == "=" else ~matching
-    column = {"state": jobs.c.state, "display_name": jobs.c.display_name, "create_time": jobs.c.create_time}[field]
+    if field == "create_time":
+        return _at_microseconds(op, float(value))
+    column = {"state": jobs.c.state, "display_name": jobs.c.display_name}[field]
     return _COMPARE[op](column, value)
+
+
+def _at_microseconds(op: str, seconds: float) -> sa.ColumnElement[bool]:
+    """create_time compared as the API shows it, to the microsecond: a time read from a job matches it with `=`."""
+    low, high = seconds - _HALF_MICROSECOND, seconds + _HALF_MICROSECOND
+    column = jobs.c.create_time
+    return {
+        "=": sa.and_(column >= low, column < high),
+        "!=": sa.or_(column < low, column >= high),
+        "<": column < low,
+        "<=": column < high,
+        ">": column >= high,
+        ">=": column >= low,
+    }[op]
 
 
 class JobStore:
