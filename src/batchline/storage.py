@@ -38,10 +38,18 @@ class Storage:
         # The data dir itself is not a root: its database and models are nobody's input.
         self.local_roots = [p.resolve() for p in [self.buckets_root, *settings.allowed_roots]]
         self.gs_backend = settings.storage
+        self.settings_json = settings.model_dump_json()  # how a decoder process makes the same Storage
         self._local = fsspec.filesystem("file")
         self._remote: dict[str, fsspec.AbstractFileSystem] = {}
 
     # -- where a URI lives
+    def is_on_this_machine(self, uri: str) -> bool:
+        """A local path or the embedded gs:// (then a decoder process reads it itself, beside its siblings, rather
+        than one GIL-bound process resolving and reading every input); not an object store."""
+        scheme, sep, _ = uri.partition("://")
+        scheme = scheme.lower() if sep else "file"
+        return scheme == "file" or (scheme == "gs" and self.gs_backend == "local")
+
     def locate(self, uri: str) -> Location:
         if "\0" in uri:
             raise InvalidArgument(f"{uri!r} holds a NUL character")

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from batchline.config import Settings
-from batchline.executor.decoding import DecodePool, SharedBatches
+from batchline.executor.decoding import DecodePool, DecodeTask, SharedBatches
 from batchline.executor.inputs import Input
 from batchline.executor.local import LocalExecutor, PipelineConfig, ShardBuffer
 from batchline.models.loaded import LoadedModel
@@ -46,13 +46,26 @@ def pool() -> DecodePool:
     decoders.close()
 
 
-def test_decoders_write_each_input_into_its_row_and_return_its_facts(model: LoadedModel, pool: DecodePool) -> None:
+def task(model: LoadedModel, batches: SharedBatches, work: list, data_dir: Path = Path("data")) -> DecodeTask:
+    settings = Settings(data_dir=data_dir).model_dump_json()
+    return DecodeTask(model.stored.manifest.model_dump_json(), settings, batches.ref, work)
+
+
+def test_decoders_write_each_input_into_its_row_and_return_its_facts(
+    model: LoadedModel, pool: DecodePool, tmp_path: Path
+) -> None:
+    (tmp_path / "buckets" / "b").mkdir(parents=True)
+    (tmp_path / "buckets" / "b" / "blue.png").write_bytes(png((0, 0, 255), (5, 40)))
+    (tmp_path / "buckets" / "b" / "secret.png").symlink_to(Path(__file__))  # a link out of the bucket
     shape, dtype = model.problem.item_layout
     with SharedBatches(2, 3, shape, dtype) as batches:
-        work = [((1, 2), png((255, 0, 0))), ((0, 0), b"not an image"), ((1, 0), png((0, 0, 255), (5, 40)))]
-        red, broken, blue = pool.submit(model.stored.manifest.model_dump_json(), batches.ref, work).result(30)
+        work = [((1, 2), png((255, 0, 0))), ((0, 0), b"not an image"), ((1, 0), "gs://b/blue.png")]
+        work += [((0, 1), "gs://b/secret.png"), ((0, 2), "gs://b/none.png")]
+        red, broken, blue, secret, missing = pool.submit(task(model, batches, work, tmp_path)).result(30)
         assert (red.width, red.height, blue.width, blue.height) == (20, 10, 5, 40)
         assert "cannot be decoded" in broken.message and broken.code == 3
+        assert secret.code == 7 and "outside bucket gs://b" in secret.message
+        assert missing.code == 5 and missing.message == "gs://b/none.png does not exist"
         # The colour model's input is the image scaled to 0..1: red in channel 0, blue in channel 2.
         assert batches.array[1, 2, 0].mean() == pytest.approx(1.0) and batches.array[1, 2, 2].max() == 0
         assert batches.array[1, 0, 2].mean() == pytest.approx(1.0) and batches.array[1, 0, 0].max() == 0
@@ -62,14 +75,14 @@ def test_a_decoder_that_dies_fails_its_inputs_and_the_pool_recovers(model: Loade
     decoders = DecodePool(1)
     try:
         shape, dtype = model.problem.item_layout
-        manifest = model.stored.manifest.model_dump_json()
         with SharedBatches(1, 1, shape, dtype) as batches:
-            decoders.submit(manifest, batches.ref, [((0, 0), png((0, 255, 0)))]).result(30)
+            green = task(model, batches, [((0, 0), png((0, 255, 0)))])
+            decoders.submit(green).result(30)
             for process in list(decoders._pool._processes.values()):
                 os.kill(process.pid, signal.SIGKILL)
             with pytest.raises(Exception, match="terminated abruptly"):
-                decoders.submit(manifest, batches.ref, [((0, 0), png((0, 255, 0)))]).result(30)
-            [facts] = decoders.submit(manifest, batches.ref, [((0, 0), png((0, 255, 0)))]).result(30)
+                decoders.submit(green).result(30)
+            [facts] = decoders.submit(green).result(30)
             assert facts.width == 20
     finally:
         decoders.close()

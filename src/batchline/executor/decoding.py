@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from batchline.config import Settings
 from batchline.models.manifest import Manifest
 from batchline.problems import problem_for
 from batchline.problems.base import Problem
+from batchline.storage import Storage
 
 Slot = tuple[int, int]  # (batch, row) in the shared batches
 _DECODE_NICENESS = 10
@@ -40,6 +42,17 @@ class BatchesRef:
     name: str
     shape: tuple[int, ...]  # (batches, batch_size, *item shape)
     dtype: str
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    """Inputs for decoders: each goes into its slot, from its bytes or from a URI on this machine (read by the
+    decoder with the job's storage rules)."""
+
+    manifest_json: str  # the model, to build its problem
+    storage_json: str  # the settings, to build the storage that reads URIs
+    batches: BatchesRef
+    work: list[tuple[Slot, bytes | str]]
 
 
 class SharedBatches:
@@ -81,17 +94,17 @@ class DecodePool:
             self.processes, mp_context=context, initializer=_start_decoder, initargs=(os.getpid(),)
         )
 
-    def submit(self, manifest_json: str, batches: BatchesRef, work: list[tuple[Slot, bytes]]) -> Future:
-        """Decode each input's bytes for the model of `manifest_json` into its slot of the batches, in one task
-        (a task costs about 0.1 ms of pickling and hand-offs: as much as a tenth of decoding an image). The
-        future holds, per input, its facts or the exception that says why it cannot be decoded."""
+    def submit(self, task: DecodeTask) -> Future:
+        """Decode a chunk of inputs into their slots of the batches, in one task (a task costs about 0.1 ms of
+        pickling and hand-offs: as much as a tenth of decoding an image). The future holds, per input, its facts
+        or the exception that says why it cannot be predicted."""
         with self._lock:
             try:
-                return self._pool.submit(_decode_all, manifest_json, batches, work)
+                return self._pool.submit(_decode_all, task)
             except BrokenProcessPool:  # a decoder died (a codec crash, the OOM killer): its inputs failed, go on
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._start()
-                return self._pool.submit(_decode_all, manifest_json, batches, work)
+                return self._pool.submit(_decode_all, task)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -121,6 +134,11 @@ def _problem(manifest_json: str) -> Problem:
     return problem_for(Manifest.model_validate_json(manifest_json))
 
 
+@functools.lru_cache(maxsize=8)
+def _storage(settings_json: str) -> Storage:
+    return Storage(Settings.model_validate_json(settings_json))
+
+
 _attached: dict[str, tuple[SharedMemory, np.ndarray]] = {}
 
 
@@ -134,13 +152,14 @@ def _batches(ref: BatchesRef) -> np.ndarray:
     return _attached[ref.name][1]
 
 
-def _decode_all(manifest_json: str, batches: BatchesRef, work: list[tuple[Slot, bytes]]) -> list[Any]:
-    problem, target = _problem(manifest_json), _batches(batches)
-    return [_decode_one(problem, data, target[slot]) for slot, data in work]
+def _decode_all(task: DecodeTask) -> list[Any]:
+    problem, target = _problem(task.manifest_json), _batches(task.batches)
+    return [_decode_one(problem, task.storage_json, source, target[slot]) for slot, source in task.work]
 
 
-def _decode_one(problem: Problem, data: bytes, out: np.ndarray) -> Any:
+def _decode_one(problem: Problem, storage_json: str, source: bytes | str, out: np.ndarray) -> Any:
     try:
+        data = source if isinstance(source, bytes) else _storage(storage_json).read(source)
         return problem.decode_into(data, out)
     except Exception as exc:  # this input's error line; the others of the task go on
         return exc

@@ -29,7 +29,7 @@ from typing import Any
 
 from batchline.domain.annotations import Annotation
 from batchline.errors import BatchlineError, Cancelled, Internal
-from batchline.executor.decoding import DecodePool, SharedBatches, Slot
+from batchline.executor.decoding import DecodePool, DecodeTask, SharedBatches, Slot
 from batchline.executor.inputs import Input
 from batchline.models.loaded import LoadedModel
 from batchline.storage import Storage
@@ -169,26 +169,29 @@ class LocalExecutor:
         again when the decoding is done.
         """
         outcomes: list[Any] = []
-        work: list[tuple[Slot, bytes]] = []
+        work: list[tuple[Slot, bytes | str]] = []
         for _, item, slot in chunk:
             if item.error is not None:
                 outcomes.append(Failed(item.error))
                 continue
             try:
-                data = self._read(item)
+                source = self._source(item)
             except Exception as exc:  # noqa: BLE001 - whatever went wrong is this input's error line
                 outcomes.append(Failed(_status(exc)))
                 continue
             outcomes.append(len(work))
-            work.append((slot, data))
-        decoding = self.decoders.submit(self._manifest_json, self._batches.ref, work) if work else None
-        return outcomes, decoding
+            work.append((slot, source))
+        if not work:
+            return outcomes, None
+        task = DecodeTask(self._manifest_json, self.storage.settings_json, self._batches.ref, work)
+        return outcomes, self.decoders.submit(task)
 
-    def _read(self, item: Input) -> bytes:
+    def _source(self, item: Input) -> bytes | str:
+        """The input's bytes, or its URI when the decoder can read it itself."""
         if item.uri is None:
             return item.content or b""
         self.model.problem.check_input(item.uri)
-        return self.storage.read(item.uri)
+        return item.uri if self.storage.is_on_this_machine(item.uri) else self.storage.read(item.uri)
 
     def _fetched(
         self, todo: Iterator[tuple[int, Input]], pool: ThreadPoolExecutor, cancelled: threading.Event
