@@ -16,13 +16,13 @@ from batchline.config import Settings
 from batchline.domain.jobs import Job, JobState, ShardRecord
 from batchline.errors import BatchlineError, Cancelled, Internal, InvalidArgument
 from batchline.executor.decoding import DecodePool
-from batchline.executor.inputs import count_inputs, iter_inputs
 from batchline.executor.local import LocalExecutor, PipelineConfig, ShardBuffer
 from batchline.models.loaded import LoadedModel
 from batchline.models.repository import ModelRepository
 from batchline.storage import Storage, join
 from batchline.store import JobStore
-from batchline.writers.automl import AutomlWriter, error_line, output_dir_name, result_line
+from batchline.surfaces import BATCH_KINDS, JobPlan, plan_job
+from batchline.writers.staged import StagedShardWriter, output_dir_name
 
 log = logging.getLogger("batchline.worker")
 
@@ -72,32 +72,31 @@ class JobRun:
         log.info("job %s: model %s on %s", self.job.id, self.job.model_id, self.model.runtime.device)
         if self.cancelled.is_set():  # cancelled, or the server stopping, while the model loaded
             raise LeaseLost if self.lease_lost or self.interrupted else Cancelled("cancelled by the user")
-        job, store, problem = self.job, self.store, self.model.problem
-        params = problem.parse_params(job.request.get("params") or {})
-        uris = job.request["inputConfig"]["gcsSource"]["inputUris"]
-        total = count_inputs(self.storage, uris, problem)  # a bad input file fails the job before any output
+        job, store = self.job, self.store
+        plan = plan_job(job, self.model.problem, self.storage, self.settings)
+        total = plan.count_inputs()
         if job.output_dir is None:
-            prefix = job.request["outputConfig"]["gcsDestination"]["outputUriPrefix"]
-            job.output_dir = join(prefix, output_dir_name(self.model.stored.manifest.display_name, job.create_time))
+            display_name = self.model.stored.manifest.display_name
+            job.output_dir = join(plan.output_prefix, output_dir_name(display_name, job.create_time))
             store.update(job.id, output_dir=job.output_dir)
         committed = store.committed_shards(job.id)
         self._committed_before = sum(s.succeeded + s.failed for s in committed)
         store.update(job.id, total=total, processed=self._committed_before)
-        writer = AutomlWriter(self.storage, job.output_dir, problem.output_stem)
+        writer = plan.writer(job.output_dir)
         config = PipelineConfig(
-            batch_size=self.settings.batch_size or self.model.stored.manifest.batch_size,
+            batch_size=plan.batch_size or self.settings.batch_size or self.model.stored.manifest.batch_size,
             io_threads=self.settings.io_threads,
             shard_size=self.settings.shard_size,
             inference_streams=self.settings.batch_streams(self.model.runtime.device),
         )
-        self.executor = LocalExecutor(self.model, self.storage, params, config, self.decoders())
+        self.executor = LocalExecutor(self.model, self.storage, plan.params, config, self.decoders())
         cancelled: BatchlineError | None = None
         try:
             self.executor.run(
-                iter_inputs(self.storage, uris, problem),
+                plan.inputs(),
                 total,
                 {s.index for s in committed},
-                lambda shard: self._commit(writer, shard),
+                lambda shard: self._commit(plan, writer, shard),
                 self.cancelled,
             )
         except Cancelled as exc:
@@ -116,25 +115,29 @@ class JobRun:
         done = sum(s.succeeded + s.failed for s in shards)
         if done != total:  # the input files changed between the count and the run
             raise Internal(f"{done} of {total} inputs were predicted; the input files changed while the job ran")
-        return self._verdict(shards, total, problem.result_metadata(params))
+        return self._verdict(plan, shards, total)
 
-    def _commit(self, writer: AutomlWriter, shard: ShardBuffer) -> None:
+    def _commit(self, plan: JobPlan, writer: StagedShardWriter, shard: ShardBuffer) -> None:
+        encoder = plan.encoder
         writer.write_shard(
             shard.index,
             self.owner,
-            [result_line(uri, found) for _, uri, found in shard.results],
-            [error_line(uri, status) for _, uri, status in shard.errors],
+            [encoder.result_line(item_id, found) for _, item_id, found in shard.results],
+            [encoder.error_line(item_id, status) for _, item_id, status in shard.errors],
         )
-        failures = [{"code": s["code"], "message": f"{uri}: {s['message']}"} for _, uri, s in shard.errors]
+        failures = [
+            {"code": status["code"], "message": encoder.failure_message(item_id, status)}
+            for _, item_id, status in shard.errors
+        ]
         record = ShardRecord(shard.index, len(shard.results), len(shard.errors))
         if not self.store.commit_shard(self.job.id, self.owner, record, failures):
             raise LeaseLost
 
-    def _verdict(self, shards: list[ShardRecord], total: int, metadata: dict[str, str]) -> tuple[JobState, dict]:
+    def _verdict(self, plan: JobPlan, shards: list[ShardRecord], total: int) -> tuple[JobState, dict]:
         failed = sum(s.failed for s in shards)
-        values: dict = {"failed": failed, "processed": total, "result_metadata": metadata}
-        limit = self.settings.max_failed_ratio
-        if total and failed / total > limit:
+        values: dict = {"failed": failed, "processed": total, "result_metadata": plan.result_metadata}
+        limit = plan.max_failed_ratio
+        if limit is not None and total and failed / total > limit:
             message = (
                 f"{failed} of {total} inputs failed ({failed / total:.0%}), more than the {limit:.0%} allowed "
                 f"(BATCHLINE_MAX_FAILED_RATIO); see errors_*.jsonl in {self.job.output_dir}"
@@ -201,7 +204,7 @@ class Worker:
 
     def run_one(self) -> bool:
         """Claim and run one job; False if there was none."""
-        job = self.store.claim(self.owner, self.settings.lease_seconds)
+        job = self.store.claim(self.owner, self.settings.lease_seconds, kinds=BATCH_KINDS)
         if job is None:
             return False
         if job.state == JobState.CANCELLING:  # cancelled while its previous worker was gone

@@ -14,7 +14,7 @@ from batchline.errors import InvalidArgument
 from batchline.problems.vertex_params import VertexParams, vertex_params
 from batchline.storage import Storage
 from batchline.writers.automl import AutomlWriter
-from batchline.writers.vertex import VertexEncoder, VertexWriter, failure_message
+from batchline.writers.vertex import VertexEncoder, VertexWriter
 
 INSTANCE = '{"instance":{"content":"gs://b/a.jpg","mimeType":"image/jpeg"}}'
 FOUND = [Annotation("red", 0.9), Annotation("green", 0.07), Annotation("blue", 0.03)]
@@ -62,12 +62,14 @@ def test_detection_line_has_bboxes_as_xmin_xmax_ymin_ymax_and_a_key() -> None:
 def test_error_line_and_failure_message() -> None:
     status = {"code": 5, "message": "gs://b/a.jpg does not exist"}
 
-    line = json.loads(VertexEncoder(False, 10).error_line(INSTANCE, status))
+    encoder = VertexEncoder(False, 10)
+
+    line = json.loads(encoder.error_line(INSTANCE, status))
 
     assert line == {"instance": {"content": "gs://b/a.jpg", "mimeType": "image/jpeg"}, "error": status}
-    assert failure_message(INSTANCE, status) == f"{INSTANCE}: gs://b/a.jpg does not exist"
+    assert encoder.failure_message(INSTANCE, status) == f"{INSTANCE}: gs://b/a.jpg does not exist"
     long_id = json.dumps({"instance": {"content": "A" * 5000}})
-    assert len(failure_message(long_id, status)) < 300
+    assert len(encoder.failure_message(long_id, status)) < 300
 
 
 def test_vertex_files_are_numbered_with_five_digits_without_gaps(settings: Settings, data_dir: Path) -> None:

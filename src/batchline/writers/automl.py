@@ -11,7 +11,7 @@ from batchline.domain.annotations import Annotation, Box
 from batchline.storage import Storage
 from batchline.writers.staged import StagedShardWriter, output_dir_name
 
-__all__ = ["AutomlWriter", "annotation_line", "box_vertices", "error_line", "output_dir_name", "result_line"]
+__all__ = ["AutomlEncoder", "AutomlWriter", "annotation_line", "box_vertices", "output_dir_name"]
 
 
 def annotation_line(annotation: Annotation) -> dict[str, Any]:
@@ -32,12 +32,17 @@ def box_vertices(box: Box) -> list[dict[str, float]]:
     return [{"x": x_min, "y": y_min}, {"x": x_max, "y": y_max}]
 
 
-def result_line(item_id: str, annotations: Sequence[Annotation]) -> str:
-    return json.dumps({"ID": item_id, "annotations": [annotation_line(a) for a in annotations]})
+class AutomlEncoder:
+    """The lines of an AutoML job: an input's id is the URI its CSV row lists."""
 
+    def result_line(self, item_id: str, annotations: Sequence[Annotation]) -> str:
+        return json.dumps({"ID": item_id, "annotations": [annotation_line(a) for a in annotations]})
 
-def error_line(item_id: str, status: dict[str, Any]) -> str:
-    return json.dumps({"ID": item_id, "error": {"code": status["code"], "message": status["message"]}})
+    def error_line(self, item_id: str, status: dict[str, Any]) -> str:
+        return json.dumps({"ID": item_id, "error": {"code": status["code"], "message": status["message"]}})
+
+    def failure_message(self, item_id: str, status: dict[str, Any]) -> str:
+        return f"{item_id}: {status['message']}"
 
 
 class AutomlWriter(StagedShardWriter):

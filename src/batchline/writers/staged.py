@@ -8,9 +8,11 @@ staging folder. Each rename publishes a whole file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
+from batchline.domain.annotations import Annotation
 from batchline.domain.jobs import ShardRecord
 from batchline.storage import Storage, join
 
@@ -21,6 +23,16 @@ def output_dir_name(display_name: str, when: float) -> str:
     """prediction-<model display name>-<YYYY-MM-DDThh:mm:ss.sssZ>, the folder a job writes into."""
     stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return f"prediction-{display_name}-{stamp}"
+
+
+class LineEncoder(Protocol):
+    """How a surface writes one input's output line, and names it in the job's partialFailures."""
+
+    def result_line(self, input_id: str, annotations: Sequence[Annotation]) -> str: ...
+
+    def error_line(self, input_id: str, status: dict[str, Any]) -> str: ...
+
+    def failure_message(self, input_id: str, status: dict[str, Any]) -> str: ...
 
 
 class StagedShardWriter:

@@ -16,7 +16,7 @@ from batchline.domain.annotations import Annotation
 from batchline.storage import Storage
 from batchline.writers.staged import StagedShardWriter, output_dir_name
 
-__all__ = ["VertexEncoder", "VertexWriter", "failure_message", "output_dir_name"]
+__all__ = ["VertexEncoder", "VertexWriter", "output_dir_name"]
 
 RESULTS_STEM = "predictions"
 _FAILURE_ID_CHARS = 200  # of an instance quoted in partialFailures: inline images would make it megabytes
@@ -56,15 +56,14 @@ class VertexEncoder:
     def error_line(self, input_id: str, status: dict[str, Any]) -> str:
         return json.dumps({**json.loads(input_id), "error": {"code": status["code"], "message": status["message"]}})
 
+    def failure_message(self, input_id: str, status: dict[str, Any]) -> str:
+        """A partialFailures message: which instance (cut short) and what went wrong."""
+        head = input_id if len(input_id) <= _FAILURE_ID_CHARS else input_id[:_FAILURE_ID_CHARS] + "...}"
+        return f"{head}: {status['message']}"
+
 
 def _bbox(annotation: Annotation) -> list[float]:
     """[xMin, xMax, yMin, yMax], relative to the image, as Vertex AI writes a box."""
     assert annotation.box is not None, "a detection scenario's annotations carry boxes"
     x_min, y_min, x_max, y_max = annotation.box
     return [x_min, x_max, y_min, y_max]
-
-
-def failure_message(input_id: str, status: dict[str, Any]) -> str:
-    """A partialFailures message: which instance (cut short) and what went wrong."""
-    head = input_id if len(input_id) <= _FAILURE_ID_CHARS else input_id[:_FAILURE_ID_CHARS] + "...}"
-    return f"{head}: {status['message']}"
