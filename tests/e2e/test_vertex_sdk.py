@@ -1,20 +1,12 @@
-"""The unmodified google-cloud-aiplatform client over REST against a real `batchline serve --vertex-port`.
-
-Tests marked xfail need the worker to run Vertex jobs (not wired yet): their jobs stay PENDING, so a watchdog
-cancels a job that no worker has started within a few seconds, and the SDK's wait raises RuntimeError.
-"""
+"""The unmodified google-cloud-aiplatform client over REST against a real `batchline serve --vertex-port`."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
@@ -31,8 +23,6 @@ pytestmark = pytest.mark.timeout(180)
 MODEL = f"{PROJECT_LOCATION}/models/colors"
 STATE = aiplatform_v1.JobState
 IMAGES = {"gs://b/img/red.jpg": "red", "gs://b/img/green.png": "green", "gs://b/img/blue.jpg": "blue"}
-NOT_STARTED_SECONDS = 8  # an idle worker claims a new job within a second
-WORKER_PENDING = "the worker does not run Vertex jobs yet"
 
 
 @pytest.fixture(scope="module")
@@ -98,29 +88,6 @@ def wait_state(jobs: aiplatform_v1.JobServiceClient, name: str, wanted: set, tim
             return job
         time.sleep(0.2)
     raise AssertionError(f"{name} still {job.state.name} after {timeout}s")
-
-
-@contextmanager
-def cancelling_unstarted_jobs(server: ServerProcess) -> Iterator[None]:
-    """Cancel every job still PENDING NOT_STARTED_SECONDS after its creation, so a wait for it ends (see the
-    module doc)."""
-    stop = threading.Event()
-    base = f"{server.vertex_url}/v1/{PROJECT_LOCATION}/batchPredictionJobs"
-
-    def watch() -> None:
-        while not stop.wait(1):
-            pending = httpx.get(base, params={"filter": "state=JOB_STATE_PENDING"}).json()["batchPredictionJobs"]
-            for job in pending:
-                if time.time() - datetime.fromisoformat(job["createTime"]).timestamp() > NOT_STARTED_SECONDS:
-                    httpx.post(f"{server.vertex_url}/v1/{job['name']}:cancel", json={})
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 # ------------------------------------------------------------------------------- JobServiceClient, over REST
@@ -224,19 +191,17 @@ def test_sdk_model_versions_batch_predict_list_and_cancel(sdk: ServerProcess) ->
     aiplatform.BatchPredictionJob(job.resource_name).delete()
 
 
-# ---------------------------------------------------------------------------- jobs that run (worker pending)
+# --------------------------------------------------------------------------------------------- jobs that run
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=WORKER_PENDING)
 def test_batch_predict_sync_writes_predictions_and_errors(sdk: ServerProcess) -> None:
-    with cancelling_unstarted_jobs(sdk):
-        job = aiplatform.Model("colors").batch_predict(
-            job_display_name="sdk-sync",
-            gcs_source="gs://b/in/images.jsonl",
-            gcs_destination_prefix="gs://b/out",
-            model_parameters={"confidenceThreshold": 0.5, "maxPredictions": 1},
-            sync=True,
-        )
+    job = aiplatform.Model("colors").batch_predict(
+        job_display_name="sdk-sync",
+        gcs_source="gs://b/in/images.jsonl",
+        gcs_destination_prefix="gs://b/out",
+        model_parameters={"confidenceThreshold": 0.5, "maxPredictions": 1},
+        sync=True,
+    )
 
     assert job.state == STATE.JOB_STATE_SUCCEEDED  # two bad instances do not fail the job
     stats = job.completion_stats
@@ -255,15 +220,13 @@ def test_batch_predict_sync_writes_predictions_and_errors(sdk: ServerProcess) ->
     assert all(e["error"]["code"] == 3 for e in errors)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=WORKER_PENDING)
 def test_csv_with_a_key_field_writes_keys(sdk: ServerProcess, jobs: aiplatform_v1.JobServiceClient) -> None:
-    with cancelling_unstarted_jobs(sdk):
-        created = jobs.create_batch_prediction_job(
-            parent=PROJECT_LOCATION,
-            batch_prediction_job=job_proto("gs://b/in/keyed.csv", "csv", instance_config={"key_field": "id"}),
-        )
-        job = aiplatform.BatchPredictionJob(created.name)
-        job.wait_for_completion()
+    created = jobs.create_batch_prediction_job(
+        parent=PROJECT_LOCATION,
+        batch_prediction_job=job_proto("gs://b/in/keyed.csv", "csv", instance_config={"key_field": "id"}),
+    )
+    job = aiplatform.BatchPredictionJob(created.name)
+    job.wait_for_completion()
 
     out = bucket_path(sdk.data_dir, job.output_info.gcs_output_directory)
     lines = [json.loads(line) for line in (out / "predictions_00001.jsonl").read_text().splitlines()]
@@ -275,7 +238,6 @@ def test_csv_with_a_key_field_writes_keys(sdk: ServerProcess, jobs: aiplatform_v
     assert all("instance" not in line for line in lines)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=WORKER_PENDING)
 def test_iter_outputs_through_a_gcs_emulator(
     gcs_emulator: GcsEmulator,  # noqa: F811 (the fixture imported above)
     tmp_path,
@@ -300,13 +262,12 @@ def test_iter_outputs_through_a_gcs_emulator(
             project="p",
             location="us-central1",
         )
-        with cancelling_unstarted_jobs(server):
-            job = aiplatform.Model("colors").batch_predict(
-                job_display_name="gcs",
-                gcs_source=f"gs://{bucket}/in/batch-*.jsonl",
-                gcs_destination_prefix=f"gs://{bucket}/out",
-                sync=True,
-            )
+        job = aiplatform.Model("colors").batch_predict(
+            job_display_name="gcs",
+            gcs_source=f"gs://{bucket}/in/batch-*.jsonl",
+            gcs_destination_prefix=f"gs://{bucket}/out",
+            sync=True,
+        )
 
         blobs = list(job.iter_outputs())
         names = sorted(b.name.rsplit("/", 1)[-1] for b in blobs)
