@@ -115,8 +115,8 @@ def system_busy_ticks() -> tuple[int, int]:
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and its live children (the server and its decoder processes)."""
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process (the server's decoder processes)."""
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -125,7 +125,12 @@ def tree_cpu_seconds(pid: int) -> float:
             continue
         if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
             children.append(int(stat.parent.name))
-    return process_cpu_seconds(pid) + sum(process_cpu_seconds(child) for child in children)
+    return children
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live children (the server and its decoder processes)."""
+    return process_cpu_seconds(pid) + sum(process_cpu_seconds(child) for child in child_pids(pid))
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -574,7 +579,9 @@ class Server:
         return sum(annotations for _, annotations in counts)
 
     def peak_rss(self) -> int:
-        return read_proc_status(self.proc.pid, "VmHWM") or self.sampler.peak
+        """The server's peak RSS plus each decoder process's (an upper bound of their peak together)."""
+        own = read_proc_status(self.proc.pid, "VmHWM") or self.sampler.peak
+        return own + sum(read_proc_status(pid, "VmHWM") or 0 for pid in child_pids(self.proc.pid))
 
     def stop(self) -> None:
         self.sampler.stop_event.set()
@@ -724,7 +731,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
              f"submit-to-done; server and decoders busy {cpu['process_cores']:.2f} cores "
              f"({per_image_ms:.2f} ms CPU per image), whole machine {cpu['machine_cores']:.2f}; "
              f"{e2e.annotations / len(data.uris):.1f} annotations per image")
-        line("server peak RSS", mib(peak), "VmHWM of the batchline serve process")
+        line("server peak RSS", mib(peak), "VmHWM of the batchline serve process plus its decoders'")
 
         naive_paths = paths[:sample]
         with tempfile.TemporaryDirectory(dir=OUT) as tmp:
