@@ -1,7 +1,7 @@
 """The local executor: a streaming, bounded pipeline on one machine, in overlapping stages.
 
-    fetch pool   (threads)    read each input, hand its bytes to a decoder       (many: waiting on I/O costs no core)
-    decoders     (processes)  decode + resize + normalise into a shared batch    (one per core; executor/decoding.py)
+    fetch pool   (threads)    hand chunks of inputs to decoders; read those in object stores (many: I/O waits)
+    decoders     (processes)  read local inputs, decode + resize + normalise into a shared batch (one per core)
     this thread               gather the outcomes in input order, close batches
     infer threads             run the model, a batch per stream at once          (ONNX Runtime releases the GIL)
     post thread               annotations, shard buffers, publish + commit
@@ -165,8 +165,9 @@ class LocalExecutor:
         """Read a chunk of inputs (fetch pool) and queue their decoding as one task. Returns each input's outcome
         so far: `Failed`, or its place in the decoding task, whose future comes second.
 
-        The fetch thread hands the bytes on and is free at once: it neither waits for a decoder nor wakes up
-        again when the decoding is done.
+        Inputs on this machine go to the decoder as URIs, which it reads itself; the fetch threads read only
+        object stores. A fetch thread is free as soon as the task is queued: it neither waits for a decoder nor
+        wakes up again when the decoding is done.
         """
         outcomes: list[Any] = []
         work: list[tuple[Slot, bytes | str]] = []
