@@ -143,6 +143,8 @@ def test_create_takes_snake_case_and_a_bare_model_id(vertex: TestClient, inputs:
         ({"displayName": ""}, 400, "INVALID_ARGUMENT", ["displayName"]),
         ({"state": "JOB_STATE_SUCCEEDED"}, 400, "INVALID_ARGUMENT", ["state"]),
         ({"generateExplanation": True}, 400, "INVALID_ARGUMENT", ["generateExplanation"]),
+        ({"manualBatchTuningParameters": {"batchSize": 100_000}}, 400, "INVALID_ARGUMENT",
+         ["batchSize", "less than or equal to 1024"]),
     ],
 )  # fmt: skip
 def test_create_refuses_bad_input_saying_what_to_fix(

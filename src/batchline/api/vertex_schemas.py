@@ -59,8 +59,11 @@ class OutputConfig(Wire):
     bigquery_destination: dict[str, Any] | None = None
 
 
+MAX_BATCH_SIZE = 1024  # a batch size sizes the shared-memory batches and the inputs held at once
+
+
 class ManualBatchTuningParameters(Wire):
-    batch_size: int = Field(0, ge=0)
+    batch_size: int = Field(0, ge=0, le=MAX_BATCH_SIZE)
 
 
 class BatchPredictionJobRequest(Wire):
