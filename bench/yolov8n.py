@@ -204,9 +204,10 @@ output:
   predictions: output0
   activation: none
   iou_threshold: 0.45
-# Batch jobs on CPU run one single-threaded batch per core; at 320x320 a batch of 2 keeps this model's
-# activations in cache (2x1 runs: b1 ~130, b8 ~123, b32 ~111 img/s on 2 cores), the intra-op-threaded b8 ~104.
-batch_size: 2
+# Batch jobs on CPU run one single-threaded batch per core; at 320x320 a batch of 1 keeps this model's
+# activations in cache (2x1 runs: b1 137-143, b8 125-130, b32 112-117 img/s on 2 cores); end to end, batch 1
+# reached 0.80-0.82 of the limit where batch 2 reached 0.78.
+batch_size: 1
 """
 
 
