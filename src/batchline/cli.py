@@ -80,15 +80,14 @@ def _settings_help() -> str:
     return "\n\n".join(lines)
 
 
+def _progress_bar() -> Progress:
+    percent = TextColumn("{task.percentage:>3.0f}%")
+    return Progress(TextColumn("{task.description}"), BarColumn(), percent, TimeElapsedColumn(), console=err)
+
+
 def _wait(url: str) -> dict:
     """Poll an operation with a progress bar until it is done; exit non-zero if it failed."""
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=err, transient=False) as progress:
+    with _progress_bar() as progress:
         task = progress.add_task("running", total=100)
         while True:
             op = _call("GET", url)
@@ -325,13 +324,7 @@ def _job_progress(job: dict) -> float:
 
 def _wait_job(url: str) -> dict:
     """Poll a job with a progress bar until it ends; exit non-zero with its error unless it succeeded."""
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=err, transient=False) as progress:
+    with _progress_bar() as progress:
         task = progress.add_task("JOB_STATE_PENDING", total=100)
         while True:
             job = _call("GET", url)
