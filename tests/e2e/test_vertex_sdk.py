@@ -56,6 +56,12 @@ def jobs(server: ServerProcess) -> aiplatform_v1.JobServiceClient:
 
 @pytest.fixture
 def sdk(server: ServerProcess) -> ServerProcess:
+    init_sdk(server)
+    return server
+
+
+def init_sdk(server: ServerProcess) -> None:
+    """The SDK pointed at the server's Vertex port, as the README shows."""
     aiplatform.init(
         api_endpoint=server.vertex_url,
         api_transport="rest",
@@ -63,7 +69,6 @@ def sdk(server: ServerProcess) -> ServerProcess:
         project="p",
         location="us-central1",
     )
-    return server
 
 
 def job_proto(uri: str, fmt: str = "jsonl", **fields: object) -> dict:
@@ -255,13 +260,7 @@ def test_iter_outputs_through_a_gcs_emulator(
     server = ServerProcess(make_data_dir(tmp_path), env, log_dir=tmp_path, vertex=True)
     server.start()
     try:
-        aiplatform.init(
-            api_endpoint=server.vertex_url,
-            api_transport="rest",
-            credentials=AnonymousCredentials(),
-            project="p",
-            location="us-central1",
-        )
+        init_sdk(server)
         job = aiplatform.Model("colors").batch_predict(
             job_display_name="gcs",
             gcs_source=f"gs://{bucket}/in/batch-*.jsonl",

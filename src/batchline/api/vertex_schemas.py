@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-from batchline.api.schemas import TYPE_PREFIX, timestamp
+from batchline.api.schemas import TYPE_PREFIX, Wire, timestamp
 from batchline.domain.jobs import Job, JobKind, JobState
 from batchline.errors import InvalidArgument
 from batchline.executor.vertex_inputs import FORMATS
@@ -26,10 +25,6 @@ VERTEX_STATES = tuple(
     "PARTIALLY_SUCCEEDED".split()
 )
 ENGINE_STATES = {state.vertex_name: state for state in JobState} | {"JOB_STATE_QUEUED": JobState.QUEUED}
-
-
-class Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class GcsSource(Wire):
