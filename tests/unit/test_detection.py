@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from batchline.errors import InvalidArgument
 from batchline.models.repository import ModelRepository
+from batchline.problems.detector_outputs import nms
 from tests.support import (
     BASE,
     assert_error,
@@ -171,6 +172,27 @@ def test_nms_keeps_the_best_of_overlapping_boxes_of_one_class_only(
     found = predict(client, model, image_bytes("red", "PNG", (SIZE, SIZE)))
     expected_boxes = [tuple(v / SIZE for v in box) for box in (best, best, far)]
     assert_boxes(found, list(zip(["red", "green", "red"], [0.9, 0.7, 0.6], expected_boxes, strict=True)))
+
+
+@pytest.mark.parametrize("count", [300, 1500])  # all IoUs at once, and one kept box's IoUs at a time
+def test_nms_keeps_what_plain_greedy_suppression_keeps(count: int) -> None:
+    rng = np.random.default_rng(count)
+    corners = rng.uniform(0, 300, (count, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(5, 80, (count, 2))], axis=1)
+    scores, classes = rng.uniform(0, 1, count), rng.integers(0, 3, count)
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union
+
+    expected: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if all(classes[k] != classes[i] or iou(boxes[k], boxes[i]) <= 0.45 for k in expected):
+            expected.append(int(i))
+    assert nms(boxes, scores, classes, 0.45, count).tolist() == expected
+    assert nms(boxes, scores, classes, 0.45, 10).tolist() == expected[:10]
 
 
 def test_transposed_yolo_head_gives_the_same_boxes(client: TestClient, data_dir: Path, tmp_path: Path) -> None:

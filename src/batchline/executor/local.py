@@ -90,7 +90,7 @@ class LocalExecutor:
         self.decoders = decoders
         self.processed = 0  # read by the heartbeat for progress
         self._manifest_json = model.stored.manifest.model_dump_json()  # how decoders build the problem
-        self._chunk = min(config.batch_size, _CHUNK)
+        self._chunk = _CHUNK
         # Inputs in flight: two batches and a read per fetch thread, and at least two tasks per decoder.
         self._window = max(2 * config.batch_size + config.io_threads, 2 * decoders.processes * self._chunk)
         # Enough batches for every input in the window, the batch being filled, and those at the model.

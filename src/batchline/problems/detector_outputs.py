@@ -108,16 +108,18 @@ def _from_yolo(
     head: np.ndarray, spec: YoloOutput, threshold: float, limit: int, window: tuple[int, int, int, int]
 ) -> Candidates:
     scores_by_class = head[4:]
+    # Each anchor proposes its best class. The max runs along contiguous rows (an argmax over the class axis of
+    # every anchor costs 5x more), and the sigmoid, being monotonic, only needs the best score of each anchor.
+    scores = scores_by_class.max(axis=0)
     if spec.activation == "sigmoid":
-        scores_by_class = 1.0 / (1.0 + np.exp(-scores_by_class))
-    classes = scores_by_class.argmax(axis=0)  # each anchor proposes its best class
-    scores = np.take_along_axis(scores_by_class, classes[None], axis=0)[0]
+        scores = 1.0 / (1.0 + np.exp(-scores))
     kept = np.flatnonzero(scores >= threshold)
     if kept.size > _MAX_NMS_CANDIDATES:
         kept = kept[np.argpartition(-scores[kept], _MAX_NMS_CANDIDATES)[:_MAX_NMS_CANDIDATES]]
+    classes = scores_by_class[:, kept].argmax(axis=0)
     cx, cy, w, h = head[:4, kept].astype(np.float64)
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    scores, classes = scores[kept].astype(np.float64), classes[kept]
+    scores = scores[kept].astype(np.float64)
     # A box that does not overlap the picture (e.g. all in the letterbox padding) is no detection: dropped before
     # NMS, so that it neither takes one of the `limit` places nor suppresses a real box.
     left, top, right, bottom = window
@@ -128,25 +130,45 @@ def _from_yolo(
     return Candidates(boxes[chosen], scores[chosen], classes[chosen])
 
 
+_NMS_MATRIX_MAX = 1024  # candidates for which all pairwise IoUs are computed at once (8 MB a matrix)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float, limit: int) -> np.ndarray:
     """Class-aware greedy non-maximum suppression; indices of the kept boxes, best first, at most `limit`.
 
     Shifting each class's boxes to their own region makes boxes of different classes never overlap, so one pass
-    suppresses within classes only.
+    suppresses within classes only. Up to _NMS_MATRIX_MAX candidates (every real image), the IoUs of all pairs
+    come from one vectorised step and the greedy pass only reads them; beyond, each kept box's IoUs are computed
+    as it is kept, in memory linear in the candidates.
     """
     if not len(boxes):
         return np.empty(0, dtype=np.int64)
-    shifted = boxes + (classes * (np.abs(boxes).max() * 2 + 1))[:, None]
-    x1, y1, x2, y2 = shifted.T
-    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
     order = np.argsort(-scores, kind="stable")
+    shifted = boxes[order] + (classes[order] * (np.abs(boxes).max() * 2 + 1))[:, None]
+    if len(order) <= _NMS_MATRIX_MAX:
+        matrix = _iou(shifted[:, None], shifted[None, :]) > iou_threshold
+
+        def suppressed(best: int, rest: np.ndarray) -> np.ndarray:
+            return matrix[best, rest]
+    else:
+
+        def suppressed(best: int, rest: np.ndarray) -> np.ndarray:
+            return _iou(shifted[best], shifted[rest]) > iou_threshold
+
     keep: list[int] = []
-    while order.size and len(keep) < limit:
-        best, rest = order[0], order[1:]
-        overlap_w = (np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])).clip(0)
-        overlap_h = (np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])).clip(0)
-        overlap = overlap_w * overlap_h
-        iou = overlap / np.maximum(areas[best] + areas[rest] - overlap, 1e-12)
-        keep.append(int(best))
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+    alive = np.arange(len(order))  # positions in score order, neither kept nor suppressed yet
+    while alive.size and len(keep) < limit:
+        best, rest = int(alive[0]), alive[1:]
+        keep.append(best)
+        alive = rest[~suppressed(best, rest)]
+    return order[keep]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of xyxy boxes, broadcast over the leading axes of `a` and `b`."""
+    overlap_w = (np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(0)
+    overlap_h = (np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(0)
+    overlap = overlap_w * overlap_h
+    area_a = (a[..., 2] - a[..., 0]).clip(0) * (a[..., 3] - a[..., 1]).clip(0)
+    area_b = (b[..., 2] - b[..., 0]).clip(0) * (b[..., 3] - b[..., 1]).clip(0)
+    return overlap / np.maximum(area_a + area_b - overlap, 1e-12)

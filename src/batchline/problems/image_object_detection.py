@@ -41,10 +41,8 @@ class ImageObjectDetection(ImageProblem):
         kept = np.flatnonzero((found.scores >= threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
         kept = kept[np.argsort(-found.scores[kept], kind="stable")][:limit]
         labels = self.manifest.labels
-        return [
-            Annotation(labels[found.classes[i]], float(found.scores[i]), tuple(boxes[i].round(_DIGITS).tolist()))
-            for i in kept
-        ]
+        rows = zip(found.classes[kept].tolist(), found.scores[kept].tolist(), boxes[kept].round(_DIGITS).tolist())
+        return [Annotation(labels[label], score, tuple(box)) for label, score, box in rows]
 
 
 def _to_original(boxes: np.ndarray, geometry: Geometry) -> np.ndarray:
