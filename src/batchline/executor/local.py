@@ -27,6 +27,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from batchline.domain.annotations import Annotation
 from batchline.errors import BatchlineError, Cancelled, Internal
 from batchline.executor.decoding import DecodePool, DecodeTask, SharedBatches, Slot
@@ -36,7 +38,10 @@ from batchline.storage import Storage
 
 Pending = tuple[int, Input, Slot | None]  # input index, the input, and its slot (None: known bad, no row)
 Outcome = tuple[int, str, Any, Slot | None]  # input index, ID, its facts from decoding or `Failed`, and its slot
-_CHUNK = 8  # inputs per fetch and decoding task, at most
+# Inputs per fetch and decoding task, at most. Each task costs hand-offs between threads and processes that wake
+# them, and a woken thread takes the core from the model: 16 inputs a task gave 6 % more images/s than 8.
+_CHUNK = 16
+_DECODED_BYTES = 512 * 2**20  # inputs in flight take a row each in shared memory; tasks shrink to stay under this
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,9 @@ class LocalExecutor:
         self.decoders = decoders
         self.processed = 0  # read by the heartbeat for progress
         self._manifest_json = model.stored.manifest.model_dump_json()  # how decoders build the problem
-        self._chunk = _CHUNK
+        shape, dtype = model.problem.item_layout
+        row_bytes = math.prod(shape) * np.dtype(dtype).itemsize
+        self._chunk = max(1, min(_CHUNK, _DECODED_BYTES // (2 * decoders.processes * row_bytes)))
         # Inputs in flight: two batches and a read per fetch thread, and at least two tasks per decoder.
         self._window = max(2 * config.batch_size + config.io_threads, 2 * decoders.processes * self._chunk)
         # Enough batches for every input in the window, the batch being filled, and those at the model.
