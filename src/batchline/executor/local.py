@@ -4,11 +4,12 @@
     decoders     (processes)  read local inputs, decode + resize + normalise into a shared batch (one per core)
     this thread               gather the outcomes in input order, close batches
     infer threads             run the model, a batch per stream at once          (ONNX Runtime releases the GIL)
-    post thread               annotations, shard buffers, publish + commit
+                              and turn its outputs into annotations, gathered into shards
+    commit thread             publish each complete shard's files + commit it
 
 Each input gets a row of a batch in shared memory when its fetch starts, in input order, and its decoder writes
-there; a batch goes to the model when its last row's input is done, its failed inputs' rows closed up. Recording
-the last batch happens while the model runs the next. On CPU each core runs its own batch, single-threaded: ONNX
+there; a batch goes to the model when its last row's input is done, its failed inputs' rows closed up. Writing a
+shard happens while the model runs the next batches. On CPU each core runs its own batch, single-threaded: ONNX
 Runtime wastes less that way than when one batch is split across threads at every op (8-36 % more images per
 second on 2 cores, model alone). At most `window` inputs are being fetched, a batch is reused only once the model
 is done with it, and a shard's lines are held only until the shard is complete, so memory does not grow with the
@@ -41,6 +42,7 @@ Outcome = tuple[int, str, Any, Slot | None]  # input index, ID, its facts from d
 # Inputs per fetch and decoding task, at most. Each task costs hand-offs between threads and processes that wake
 # them, and a woken thread takes the core from the model: 16 inputs a task gave 6 % more images/s than 8.
 _CHUNK = 16
+_COMMIT_BACKLOG = 2  # complete shards waiting to be written, at most, before the pipeline waits for them
 _DECODED_BYTES = 512 * 2**20  # inputs in flight take a row each in shared memory; tasks shrink to stay under this
 
 
@@ -93,7 +95,7 @@ class LocalExecutor:
         self.params = params
         self.config = config
         self.decoders = decoders
-        self.processed = 0  # read by the heartbeat for progress
+        self._shards: _ShardAssembler | None = None  # of the run in progress
         self._manifest_json = model.stored.manifest.model_dump_json()  # how decoders build the problem
         shape, dtype = model.problem.item_layout
         row_bytes = math.prod(shape) * np.dtype(dtype).itemsize
@@ -104,6 +106,11 @@ class LocalExecutor:
         self._batch_count = math.ceil(self._window / config.batch_size) + config.inference_streams + 2
         self._batches: SharedBatches  # of the run in progress
         self._in_use: list[Future | None]  # per batch, the inference that reads it last
+
+    @property
+    def processed(self) -> int:
+        """Inputs predicted or failed so far in this run, for the heartbeat's progress."""
+        return self._shards.processed if self._shards else 0
 
     def run(
         self,
@@ -116,26 +123,28 @@ class LocalExecutor:
         """Predict every input not in a skipped shard; `on_shard` gets each shard once it is complete."""
         size, batch_size = self.config.shard_size, self.config.batch_size
         todo = ((i, item) for i, item in enumerate(inputs) if i // size not in skip_shards)
-        shards = _ShardAssembler(size, total, on_shard)
         shape, dtype = self.model.problem.item_layout
         self._in_use = [None] * self._batch_count
         with (
             SharedBatches(self._batch_count, batch_size, shape, dtype) as self._batches,
             ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="fetch") as fetchers,
             ThreadPoolExecutor(self.config.inference_streams, thread_name_prefix="infer") as infer,
-            ThreadPoolExecutor(1, thread_name_prefix="post") as post,
+            ThreadPoolExecutor(1, thread_name_prefix="commit") as committer,
         ):
+            commits: deque[Future] = deque()
+            self._shards = shards = _ShardAssembler(
+                size, total, lambda shard: commits.append(committer.submit(on_shard, shard))
+            )
+            inferring: deque[Future] = deque()
 
             def submit_batch(batch: int) -> None:
                 if filling.rows:  # else every input of it failed
-                    outputs = self._infer(batch, filling.rows, infer)
-                    waiting.append(post.submit(self._record_results, shards, filling.inputs, outputs))
+                    inferring.append(self._infer(batch, filling, shards, infer))
 
-            waiting: deque[Future] = deque()
             filling, last_slot = _Filling(), None
             for index, item_id, outcome, slot in self._fetched(todo, fetchers, cancelled):
                 if isinstance(outcome, Failed):
-                    waiting.append(post.submit(self._record_error, shards, index, item_id, outcome.status))
+                    shards.add(errors=[(index, item_id, outcome.status)])
                 else:
                     filling.rows.append(slot[1])
                     filling.inputs.append((index, item_id, outcome))
@@ -144,21 +153,29 @@ class LocalExecutor:
                     if slot[1] == batch_size - 1:
                         submit_batch(slot[0])
                         filling = _Filling()
-                while len(waiting) > self.config.inference_streams + 1 or (waiting and waiting[0].done()):
-                    waiting.popleft().result()  # re-raises an inference or post-processing failure here
+                _surface_failures(inferring, commits, _COMMIT_BACKLOG)
             if last_slot is not None and last_slot[1] != batch_size - 1:
                 submit_batch(last_slot[0])
-            for future in waiting:
+            for future in inferring:
                 future.result()
+            _surface_failures(inferring, commits, 0)
 
-    def _infer(self, batch: int, rows: list[int], infer: ThreadPoolExecutor) -> Future:
-        """Run the model on the decoded rows of a batch, closed up where failed inputs left holes."""
+    def _infer(self, batch: int, filling: _Filling, shards: _ShardAssembler, infer: ThreadPoolExecutor) -> Future:
+        """Run the model on the decoded rows of a batch, closed up where failed inputs left holes, and turn its
+        outputs into annotations on the same thread: a hand-off to another thread per batch would wake that
+        thread, which takes a core from the model, as often as batches complete."""
         tensor = self._batches.array[batch]
+        rows = filling.rows
         if rows != list(range(len(rows))):
             tensor[: len(rows)] = tensor[rows]
-        outputs = infer.submit(self.model.runtime.predict_batch, tensor[: len(rows)])
-        self._in_use[batch] = outputs
-        return outputs
+        done = infer.submit(self._predict, tensor[: len(rows)], filling.inputs, shards)
+        self._in_use[batch] = done
+        return done
+
+    def _predict(self, tensor: np.ndarray, inputs: list[tuple[int, str, Any]], shards: _ShardAssembler) -> None:
+        outputs = self.model.runtime.predict_batch(tensor)
+        annotations = self.model.problem.postprocess(outputs, [facts for _, _, facts in inputs], self.params)
+        shards.add([(index, item_id, found) for (index, item_id, _), found in zip(inputs, annotations, strict=True)])
 
     def _slot(self, position: int, cancelled: threading.Event) -> Slot:
         """The row of the `position`-th decoded input; the first row of a batch waits until the model is done
@@ -245,40 +262,45 @@ class LocalExecutor:
                 outcome = Failed(_status(result)) if isinstance(result, BaseException) else result
             yield index, item.id, outcome, slot
 
-    # -- post thread
-    def _record_results(self, shards: _ShardAssembler, inputs: list[tuple[int, str, Any]], outputs: Future) -> None:
-        facts = [f for _, _, f in inputs]
-        annotations = self.model.problem.postprocess(outputs.result(), facts, self.params)
-        for (index, item_id, _), found in zip(inputs, annotations, strict=True):
-            shards.buffer(index).results.append((index, item_id, found))
-        self.processed += len(inputs)
-        shards.flush_complete()
-
-    def _record_error(self, shards: _ShardAssembler, index: int, item_id: str, status: dict[str, Any]) -> None:
-        shards.buffer(index).errors.append((index, item_id, status))
-        self.processed += 1
-        shards.flush_complete()
-
 
 class _ShardAssembler:
-    """Gathers outcomes into shards and hands each complete shard, in input order, to `on_shard`."""
+    """Gathers outcomes, from any thread, into shards and hands each shard to `on_shard` once it is complete."""
 
     def __init__(self, size: int, total: int, on_shard: Callable[[ShardBuffer], None]):
         self.size, self.total, self.on_shard = size, total, on_shard
         self.open: dict[int, ShardBuffer] = {}
+        self.processed = 0
+        self._lock = threading.Lock()
 
-    def buffer(self, index: int) -> ShardBuffer:
+    def add(
+        self, results: list[tuple[int, str, list[Annotation]]] = (), errors: list[tuple[int, str, dict]] = ()
+    ) -> None:
+        with self._lock:
+            for entry in results:
+                self._buffer(entry[0]).results.append(entry)
+            for entry in errors:
+                self._buffer(entry[0]).errors.append(entry)
+            self.processed += len(results) + len(errors)
+            complete = [self.open.pop(key) for key in [k for k, b in self.open.items() if b.complete]]
+        for shard in complete:
+            shard.results.sort(key=lambda r: r[0])
+            shard.errors.sort(key=lambda r: r[0])
+            self.on_shard(shard)
+
+    def _buffer(self, index: int) -> ShardBuffer:
         key = index // self.size
         if key not in self.open:
             self.open[key] = ShardBuffer(key, min(self.size, self.total - key * self.size))
         return self.open[key]
 
-    def flush_complete(self) -> None:
-        for key in [k for k, b in self.open.items() if b.complete]:
-            shard = self.open.pop(key)
-            shard.results.sort(key=lambda r: r[0])
-            shard.errors.sort(key=lambda r: r[0])
-            self.on_shard(shard)
+
+def _surface_failures(inferring: deque[Future], commits: deque[Future], backlog: int) -> None:
+    """Re-raise the failure of a finished inference (with its postprocessing) or shard commit, in the order they
+    were started; wait while more than `backlog` complete shards are still being written."""
+    while inferring and inferring[0].done():
+        inferring.popleft().result()
+    while len(commits) > backlog or (commits and commits[0].done()):
+        commits.popleft().result()
 
 
 def _outcome(future: Future, cancelled: threading.Event) -> Any:

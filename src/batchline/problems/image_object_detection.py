@@ -41,7 +41,8 @@ class ImageObjectDetection(ImageProblem):
         kept = np.flatnonzero((found.scores >= threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
         kept = kept[np.argsort(-found.scores[kept], kind="stable")][:limit]
         labels = self.manifest.labels
-        rows = zip(found.classes[kept].tolist(), found.scores[kept].tolist(), boxes[kept].round(_DIGITS).tolist())
+        classes, scores, boxes = found.classes[kept].tolist(), found.scores[kept].tolist(), boxes[kept].round(_DIGITS)
+        rows = zip(classes, scores, boxes.tolist(), strict=True)
         return [Annotation(labels[label], score, tuple(box)) for label, score, box in rows]
 
 
