@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     inference_streams: int = Field(
         0,
         ge=0,
-        description="Batches a batch job runs through its model at once; 0 = one per core on CPU (single-threaded "
-        "runs waste less than one run split across threads), one on a GPU.",
+        description="Batches a batch job runs through its model at once, each postprocessed by the thread that ran "
+        "it; 0 = one per core on CPU (single-threaded runs waste less than one run split across threads), two on a "
+        "GPU (one batch runs while the other's outputs are postprocessed).",
     )
     vertex_port: int = Field(
         0, ge=0, le=65535, description="Port of the Vertex AI v1 REST API (batchPredictionJobs, models); 0 = off."
@@ -65,7 +66,7 @@ class Settings(BaseSettings):
         return len(os.sched_getaffinity(0))
 
     def batch_streams(self, device: str) -> int:
-        return self.inference_streams or (1 if device == "cuda" else self.cores)
+        return self.inference_streams or (2 if device == "cuda" else self.cores)
 
     @property
     def batch_intra_op_threads(self) -> int:

@@ -11,7 +11,7 @@ def test_batch_jobs_run_one_single_threaded_batch_per_core_on_cpu_by_default() -
     cores = len(os.sched_getaffinity(0))
     settings = Settings()
     assert settings.batch_streams("cpu") == cores
-    assert settings.batch_streams("cuda") == 1  # a GPU runs one batch at a time anyway
+    assert settings.batch_streams("cuda") == 2  # one batch on the GPU while the other is postprocessed
     assert settings.batch_intra_op_threads == 1
     assert settings.intra_op_threads == 0  # online prediction keeps every core for one request
 
