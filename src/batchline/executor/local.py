@@ -128,8 +128,8 @@ class LocalExecutor:
         with (
             SharedBatches(self._batch_count, batch_size, shape, dtype) as self._batches,
             ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="fetch") as fetchers,
+            ThreadPoolExecutor(1, thread_name_prefix="commit") as committer,  # outlives infer, which feeds it
             ThreadPoolExecutor(self.config.inference_streams, thread_name_prefix="infer") as infer,
-            ThreadPoolExecutor(1, thread_name_prefix="commit") as committer,
         ):
             commits: deque[Future] = deque()
             self._shards = shards = _ShardAssembler(
