@@ -17,8 +17,9 @@ YOLOv8n 320 (bench/yolov8n.py). Each run makes a fresh data dir under bench/out/
   end-to-end   the real `batchline serve` subprocess: batchPredict over HTTP, poll until done; N / (done - submit)
                by the server's clock (the done operation's updateTime - createTime); the poll that sees it done
                comes up to --poll later, and is printed beside
-  naive        one Python loop: read, PIL decode, resize, normalise, session.run on one image, postprocess
-               (softmax top 5; for the detector batchline's threshold + NMS), append a JSON line
+  naive        one Python loop on a default InferenceSession: read, PIL decode, resize, normalise, session.run on
+               one image, postprocess (softmax top 5; for the detector batchline's threshold + NMS), append a
+               JSON line
   six-image    submit-to-done time of a six-image batchPredict on the warm server (polled every 20 ms)
 """
 
