@@ -138,7 +138,7 @@ def test_executor_predicts_inline_content_and_passes_known_errors_through(
         inputs, len(inputs), set(), shards.append, threading.Event()
     )
 
-    assert [s.index for s in shards] == [0, 1, 2]
+    assert sorted(s.index for s in shards) == [0, 1, 2]  # two streams may complete them out of order
     results = {item_id: found[0].label for s in shards for _, item_id, found in s.results}
     errors = {item_id: status for s in shards for _, item_id, status in s.errors}
     assert results == {"inline-red": "red", "gs://b/green.png": "green"} | {

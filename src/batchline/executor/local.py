@@ -22,7 +22,7 @@ import itertools
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -264,7 +264,8 @@ class LocalExecutor:
 
 
 class _ShardAssembler:
-    """Gathers outcomes, from any thread, into shards and hands each shard to `on_shard` once it is complete."""
+    """Gathers outcomes, from any thread, into shards and hands each shard to `on_shard` once it is complete: not
+    always in shard order, as streams finish batches out of order (output files are numbered at the end)."""
 
     def __init__(self, size: int, total: int, on_shard: Callable[[ShardBuffer], None]):
         self.size, self.total, self.on_shard = size, total, on_shard
@@ -273,7 +274,7 @@ class _ShardAssembler:
         self._lock = threading.Lock()
 
     def add(
-        self, results: list[tuple[int, str, list[Annotation]]] = (), errors: list[tuple[int, str, dict]] = ()
+        self, results: Sequence[tuple[int, str, list[Annotation]]] = (), errors: Sequence[tuple[int, str, dict]] = ()
     ) -> None:
         with self._lock:
             for entry in results:
