@@ -148,3 +148,35 @@ def test_executor_predicts_inline_content_and_passes_known_errors_through(
     assert errors["inline-garbage"]["code"] == 3 and "cannot be decoded" in errors["inline-garbage"]["message"]
     assert errors["gs://b/missing.png"]["code"] == 5
     assert np.all([len(s.results) + len(s.errors) == s.expected for s in shards])
+
+
+def test_every_input_lands_once_in_a_complete_shard_when_streams_race(
+    model: LoadedModel, pool: DecodePool, tmp_path: Path
+) -> None:
+    colours = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+    inputs, expected = [], {}
+    for i in range(240):
+        name = list(colours)[i % 3]
+        if i % 11 == 0:  # failures scattered across batches and shards, decoded and known
+            known = {"code": 3, "message": "instance has no content"}
+            inputs.append(Input(f"bad-{i}", content=b"not an image") if i % 2 else Input(f"bad-{i}", error=known))
+            expected[f"bad-{i}"] = None
+        else:
+            inputs.append(Input(f"{name}-{i}", content=png(colours[name])))
+            expected[f"{name}-{i}"] = name
+    shards: list[ShardBuffer] = []
+    config = PipelineConfig(batch_size=4, io_threads=3, shard_size=7, inference_streams=3)
+    params = model.problem.parse_params({"score_threshold": "0.5"})
+    LocalExecutor(model, Storage(Settings(data_dir=tmp_path)), params, config, pool).run(
+        inputs, len(inputs), set(), shards.append, threading.Event()
+    )
+
+    assert sorted(s.index for s in shards) == list(range(35))  # 240 inputs in shards of 7
+    seen = [item_id for s in shards for _, item_id, _ in [*s.results, *s.errors]]
+    assert sorted(seen) == sorted(expected) and len(seen) == len(set(seen))
+    for shard in shards:
+        assert {index // 7 for index, _, _ in [*shard.results, *shard.errors]} == {shard.index}
+        assert len(shard.results) + len(shard.errors) == shard.expected
+    got = {item_id: found[0].label for s in shards for _, item_id, found in s.results}
+    assert got == {item_id: name for item_id, name in expected.items() if name is not None}
+
