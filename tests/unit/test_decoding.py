@@ -179,4 +179,3 @@ def test_every_input_lands_once_in_a_complete_shard_when_streams_race(
         assert len(shard.results) + len(shard.errors) == shard.expected
     got = {item_id: found[0].label for s in shards for _, item_id, found in s.results}
     assert got == {item_id: name for item_id, name in expected.items() if name is not None}
-
