@@ -10,7 +10,8 @@ YOLOv8n 320 (bench/yolov8n.py). Each run makes a fresh data dir under bench/out/
 `batchline models import`, and measures:
 
   model-only   ONNX Runtime alone on pre-decoded tensors, best of batch 1 / 8 / 32, each as one run at a time on
-               all cores and as one single-threaded run per core at once (what batch jobs do on CPU)
+               all cores (batchline's session, and ONNX Runtime's defaults, which spin) and as one single-threaded
+               run per core at once (what batch jobs do on CPU)
   decode-only  batchline's decode_batch (read + decode + resize + normalise) on every core,
                a pool of cores-many threads and one of cores-many processes; the faster counts
   limit        n / (c_dec + c_model), c_x = n / rate_x: core-seconds per image in each stage
@@ -332,21 +333,46 @@ def check_model_matches_reference(artifact: Path, folder: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- figures
 def model_only(manifest: Any, artifact: Path, cores: int, tensors: np.ndarray, seconds: float,
                gpu: bool) -> dict[str, float]:
-    """Images/s of the runtime alone at batch 1, 8 and 32, laid out two ways: one run at a time on every core
-    ("1x2": one session, intra-op threads = cores) and one single-threaded run per core at once ("2x1", what
-    batchline's batch jobs do on CPU). Both count: the limit takes the best. On a GPU only one run at a time, as
-    batchline's jobs do there."""
+    """Images/s of the runtime alone at batch 1, 8 and 32, laid out three ways on CPU: one run at a time on every
+    core ("1x2": one session, intra-op threads = cores), the same with ONNX Runtime's defaults ("1x2 spinning":
+    its threads spin between ops, which batchline's sessions do not, to leave the cores to the decoders), and one
+    single-threaded run per core at once ("2x1", what batchline's batch jobs do on CPU). All count: the limit
+    takes the best. On a GPU one run at a time and two at once (batchline's default there)."""
     from batchline.runtimes.onnx import OnnxRuntime
 
     rates = {}
-    layouts = ((1, cores),) if gpu else ((1, cores), (cores, 1))
-    for streams, threads in layouts:
-        runtime = OnnxRuntime(manifest, artifact, threads=threads)
+    if gpu:
+        layouts = [(1, cores, False), (2, cores, False)]
+    else:
+        layouts = [(1, cores, False), (1, cores, True), (cores, 1, False)]
+    for streams, threads, spinning in layouts:
+        runtime = DefaultSession(artifact) if spinning else OnnxRuntime(manifest, artifact, threads=threads)
         for batch_size in (1, 8, 32):
             batch = np.ascontiguousarray(tensors[:batch_size])
-            rates[f"{streams}x{threads} b{batch_size}"] = _concurrent_rate(runtime, batch, streams, seconds)
+            name = f"{streams}x{threads}{' spinning' if spinning else ''} b{batch_size}"
+            rates[name] = _concurrent_rate(runtime, batch, streams, seconds)
         runtime.close()
     return rates
+
+
+class DefaultSession:
+    """ONNX Runtime as a user makes it first, `InferenceSession(model)`: intra-op threads on every core, spinning
+    between ops; on the providers batchline would pick."""
+
+    def __init__(self, artifact: Path):
+        import onnxruntime
+
+        from batchline.runtimes.onnx import providers
+
+        self.session = onnxruntime.InferenceSession(str(artifact), providers=providers())
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(None, {self.input_name: batch}), strict=True))
+
+    def close(self) -> None:
+        del self.session
 
 
 def _concurrent_rate(runtime: Any, batch: np.ndarray, streams: int, seconds: float) -> float:
@@ -399,17 +425,11 @@ def decode_only(paths: list[Path], manifest: Any, workers: int, batch_size: int)
     return rates
 
 
-def naive_loop(paths: list[Path], artifact: Path, providers: list[str], problem: Any, params: dict[str, Any],
-               out: Path) -> float:
-    """The loop a user writes first: file -> PIL -> resize -> normalise -> session.run(1 image) -> JSON line.
-
-    Its session is the one a user makes first, `InferenceSession(model)` with ONNX Runtime's defaults: intra-op
-    threads on every core that spin between ops (batchline's own sessions do not spin; at batch 1 spinning runs
-    this loop's model about 20 % faster)."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(artifact), providers=providers)
-    input_name, output_names = session.get_inputs()[0].name, [o.name for o in session.get_outputs()]
+def naive_loop(paths: list[Path], artifact: Path, problem: Any, params: dict[str, Any], out: Path) -> float:
+    """The loop a user writes first: file -> PIL -> resize -> normalise -> session.run(1 image) -> JSON line, on
+    the session a user makes first (`DefaultSession`; at batch 1 its spinning threads run the model about 20 %
+    faster than batchline's own sessions, which do not spin)."""
+    session = DefaultSession(artifact)
     spec = problem.manifest.input
     mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
     annotate = NAIVE_POSTPROCESS[problem.name][0]
@@ -420,7 +440,7 @@ def naive_loop(paths: list[Path], artifact: Path, providers: list[str], problem:
                 rgb, geometry = naive_resize(image.convert("RGB"), spec)
             x = (np.asarray(rgb, np.float32) * np.float32(spec.scale) - mean) / std
             x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-            outputs = dict(zip(output_names, session.run(None, {input_name: x}), strict=True))
+            outputs = session.predict_batch(x)
             annotations = annotate(outputs, x[0], geometry, problem, params)
             sink.write(json.dumps({"ID": str(path), "annotations": annotations}) + "\n")
     return len(paths) / (time.perf_counter() - t0)
@@ -757,8 +777,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
         naive_paths = paths[:sample]
         with tempfile.TemporaryDirectory(dir=OUT) as tmp:
-            rate_naive = naive_loop(naive_paths, model.folder / manifest.artifact, runtime.session.get_providers(),
-                                    problem, problem.parse_params(model.params), Path(tmp) / "naive.jsonl")
+            rate_naive = naive_loop(naive_paths, model.folder / manifest.artifact, problem,
+                                    problem.parse_params(model.params), Path(tmp) / "naive.jsonl")
         line("naive loop", f"{rate_naive:,.0f}", f"{len(naive_paths):,} images, PIL, batch 1, a default session, "
              f"{NAIVE_POSTPROCESS[problem.name][1]}")
 

@@ -16,7 +16,7 @@ _PREFERRED = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 @functools.cache
-def _providers() -> list[str]:
+def providers() -> list[str]:
     """The providers to ask for, best first. With onnxruntime-gpu, load the CUDA and cuDNN libraries that pip's
     nvidia-* packages installed (the `onnxruntime-gpu[cuda,cudnn]` extras) before the first session needs them."""
     available = ort.get_available_providers()
@@ -34,7 +34,7 @@ class OnnxRuntime(Runtime):
         # Idle intra-op threads would otherwise spin, taking the cores that decode the next batch meanwhile.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(artifact), options, providers=_providers())
+            self.session = ort.InferenceSession(str(artifact), options, providers=providers())
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise InvalidArgument(f"{artifact}: ONNX Runtime cannot load this model: {exc}") from exc
         self.input_name = self._pick(manifest.input.name, [i.name for i in self.session.get_inputs()], "input.name")
