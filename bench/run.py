@@ -14,7 +14,9 @@ YOLOv8n 320 (bench/yolov8n.py). Each run makes a fresh data dir under bench/out/
                run per core at once (what batch jobs do on CPU)
   decode-only  batchline's decode_batch (read + decode + resize + normalise) on every core,
                a pool of cores-many threads and one of cores-many processes; the faster counts
-  limit        n / (c_dec + c_model), c_x = n / rate_x: core-seconds per image in each stage
+  limit        n / (c_dec + c_model), c_x = n / rate_x: core-seconds per image in each stage; model-only and
+               decode-only are measured before and after the end-to-end jobs and each rate is the mean of the two
+               (the shared host's speed drifts by 10 % over minutes)
   end-to-end   the real `batchline serve` subprocess: batchPredict over HTTP, poll until done; N / (done - submit)
                by the server's clock (the done operation's updateTime - createTime); the poll that sees it done
                comes up to --poll later, and is printed beside. The median of --e2e-repeats jobs (default 3):
@@ -734,29 +736,13 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         problem = problem_for(manifest)
         tensors, _ = problem.decode_batch([p.read_bytes() for p in paths[:32]])
 
-        print("\n-- figures (images per second unless said otherwise)")
-        model_rates = model_only(manifest, model.folder / manifest.artifact, cores, tensors, args.model_seconds,
-                                 gpu=runtime.device == "cuda")
-        best_batch = max(model_rates, key=model_rates.get)
-        rate_model = model_rates[best_batch]
-        line("model-only", f"{rate_model:,.0f}", f"best: {best_batch}; " + ", ".join(
-            f"{b}: {r:,.0f}" for b, r in model_rates.items()) + " (runs x intra-op threads, batch)")
+        gpu = runtime.device == "cuda"
 
-        decode_rates = decode_only(paths[:sample], manifest, cores, manifest.batch_size)
-        best_pool = max(decode_rates, key=decode_rates.get)
-        rate_dec = decode_rates[best_pool]
-        line("decode-only", f"{rate_dec:,.0f}", f"{cores} {best_pool} (faster); " + ", ".join(
-            f"{k}: {r:,.0f}" for k, r in decode_rates.items()) + f"; {sample:,} images")
+        def measure_stages() -> tuple[dict[str, float], dict[str, float]]:
+            return (model_only(manifest, model.folder / manifest.artifact, cores, tensors, args.model_seconds, gpu),
+                    decode_only(paths[:sample], manifest, cores, manifest.batch_size))
 
-        c_model, c_dec = cores / rate_model, cores / rate_dec
-        if runtime.device == "cuda":  # the model runs beside the decoders, not on their cores
-            limit = min(rate_model, rate_dec)
-            line("limit", f"{limit:,.0f}", "min(GPU model rate, decode rate on every core)")
-        else:
-            limit = cores / (c_dec + c_model)
-            line("limit", f"{limit:,.0f}", f"n / (c_dec + c_model); c_dec {c_dec * 1e3:.2f} ms, "
-                 f"c_model {c_model * 1e3:.2f} ms core-time per image")
-
+        before = measure_stages()
         server = Server(data, model.params, problem.output_stem)
         data.add_csv("warm", data.uris[:6])
         first_six = server.run_job(model_id, data.csvs["warm"], 6, poll=0.02).observed
@@ -766,8 +752,28 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             meter = CpuMeter(server.proc.pid).start()
             runs.append((server.run_job(model_id, all_csv, len(data.uris), poll=args.poll), meter.stop()))
         spy.stop()
+        after = measure_stages()  # the host's speed drifts over minutes: the limit takes the mean of both sides
         e2e, cpu = sorted(runs, key=lambda run: run[0].seconds)[len(runs) // 2]  # the median job (the slower of two)
         e2e_rates = [len(data.uris) / job.seconds for job, _ in runs]
+        print("\n-- figures (images per second unless said otherwise)")
+        model_rates, decode_rates = before[0], before[1]
+        best_batch, best_pool = max(model_rates, key=model_rates.get), max(decode_rates, key=decode_rates.get)
+        rate_model = statistics.mean([max(before[0].values()), max(after[0].values())])
+        rate_dec = statistics.mean([max(before[1].values()), max(after[1].values())])
+        line("model-only", f"{rate_model:,.0f}", f"the mean of the best before ({max(before[0].values()):,.0f}) and "
+             f"after ({max(after[0].values()):,.0f}) the end-to-end jobs; before, best {best_batch}: " + ", ".join(
+            f"{b}: {r:,.0f}" for b, r in model_rates.items()) + " (runs x intra-op threads, batch)")
+        line("decode-only", f"{rate_dec:,.0f}", f"the mean of the best before ({max(before[1].values()):,.0f}) and "
+             f"after ({max(after[1].values()):,.0f}); {cores} {best_pool} faster before: " + ", ".join(
+            f"{k}: {r:,.0f}" for k, r in decode_rates.items()) + f"; {sample:,} images")
+        c_model, c_dec = cores / rate_model, cores / rate_dec
+        if gpu:  # the model runs beside the decoders, not on their cores
+            limit = min(rate_model, rate_dec)
+            line("limit", f"{limit:,.0f}", "min(GPU model rate, decode rate on every core)")
+        else:
+            limit = cores / (c_dec + c_model)
+            line("limit", f"{limit:,.0f}", f"n / (c_dec + c_model); c_dec {c_dec * 1e3:.2f} ms, "
+                 f"c_model {c_model * 1e3:.2f} ms core-time per image")
         e2e_seconds = e2e.seconds
         rate_e2e = len(data.uris) / e2e_seconds
         peak = server.peak_rss()
@@ -793,7 +799,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         line("six-image job", f"{six_median:.3f} s", f"submit-to-done, median of {len(six)} on the warm server "
              f"(min {min(six):.3f}, max {max(six):.3f}; first job after start {first_six:.3f})")
         figures.update(
-            model_only=model_rates, model_best_batch=best_batch, decode_only=decode_rates, decode_best=best_pool,
+            model_only=model_rates, model_only_after=after[0], model_best_batch=best_batch, model_rate=rate_model,
+            decode_only=decode_rates, decode_only_after=after[1], decode_best=best_pool, decode_rate=rate_dec,
             c_model_s=c_model, c_dec_s=c_dec, limit=limit, end_to_end=rate_e2e, end_to_end_runs=e2e_rates,
             end_to_end_seconds=e2e_seconds,
             end_to_end_observed_seconds=e2e.observed,
