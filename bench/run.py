@@ -385,6 +385,8 @@ def _concurrent_rate(runtime: Any, batch: np.ndarray, streams: int, seconds: flo
     start = time.perf_counter()
 
     def run(stream: int) -> None:
+        if streams > 1 and streams == n_cores():  # as batch jobs pin one stream per core
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[stream]})
         while time.perf_counter() - start < seconds or counts[stream] * len(batch) < 64:
             runtime.predict_batch(batch)
             counts[stream] += 1
