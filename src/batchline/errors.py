@@ -25,6 +25,10 @@ class InvalidArgument(BatchlineError):
     code, status, http_status = 3, "INVALID_ARGUMENT", 400
 
 
+class DeadlineExceeded(BatchlineError):
+    code, status, http_status = 4, "DEADLINE_EXCEEDED", 504
+
+
 class NotFound(BatchlineError):
     code, status, http_status = 5, "NOT_FOUND", 404
 
@@ -37,9 +41,23 @@ class PermissionDenied(BatchlineError):
     code, status, http_status = 7, "PERMISSION_DENIED", 403
 
 
+class PayloadTooLarge(BatchlineError):
+    """A request body over the server's limit: INVALID_ARGUMENT, sent with HTTP 413."""
+
+    code, status, http_status = 3, "INVALID_ARGUMENT", 413
+
+
+class ResourceExhausted(BatchlineError):
+    code, status, http_status = 8, "RESOURCE_EXHAUSTED", 429
+
+
 class FailedPrecondition(BatchlineError):
     # AutoML answers FAILED_PRECONDITION with HTTP 400 (google.rpc maps it to 400).
     code, status, http_status = 9, "FAILED_PRECONDITION", 400
+
+
+class Unimplemented(BatchlineError):
+    code, status, http_status = 12, "UNIMPLEMENTED", 501
 
 
 class Internal(BatchlineError):
