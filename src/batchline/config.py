@@ -26,9 +26,15 @@ class Settings(BaseSettings):
         description="Where gs:// lives: 'local' = DATA_DIR/buckets/BUCKET/KEY, 'gcs' = Google Cloud "
         "Storage through gcsfs (extra: gcs; honours STORAGE_EMULATOR_HOST).",
     )
-    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+    read_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
-        description="Local folders that file:// and bare paths may read besides DATA_DIR/buckets, separated by ':'.",
+        description="Local folders that file:// and bare paths may read (never write) besides DATA_DIR/buckets, "
+        "separated by ':'.",
+    )
+    write_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Local folders that jobs may write their outputs into (and read) besides the existing buckets of "
+        "DATA_DIR/buckets, separated by ':'.",
     )
     batch_size: int | None = Field(None, ge=1, description="Inference batch size; default: the model's batch_size.")
     io_threads: int = Field(16, ge=1, description="Concurrent reads per job (object stores want many).")
@@ -73,7 +79,7 @@ class Settings(BaseSettings):
         """Each stream's share of the cores, unless set."""
         return self.intra_op_threads or max(1, self.cores // (self.inference_streams or self.cores))
 
-    @field_validator("allowed_roots", mode="before")
+    @field_validator("read_roots", "write_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):
