@@ -16,6 +16,7 @@ import posixpath
 import stat
 import uuid
 from dataclasses import dataclass
+
 import fsspec
 
 from batchline.config import Settings

@@ -16,6 +16,18 @@ from batchline.problems.base import Problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif")
 _LETTERBOX_FILL = 114  # the grey YOLO-style exports pad with
+_ALLOWED = "JPEG, PNG or GIF"
+# What a file's first bytes say it is. Only the first three are decoded: Pillow knows dozens of formats (and hands
+# EPS to Ghostscript), none of which an AutoML image model takes, whatever the file's extension says.
+_DECODED = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
+_REFUSED = (
+    (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"BM", "BMP"), (b"\0\0\1\0", "ICO"), (b"\0\0\2\0", "CUR"),
+    (b"%!PS", "PostScript (EPS)"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"), (b"8BPS", "PSD"),
+    (b"\0\0\0\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"qoif", "QOI"), (b"DDS ", "DDS"),
+    (b"\x76\x2f\x31\x01", "OpenEXR"), (b"\x59\xa6\x6a\x95", "Sun raster"), (b"#define", "XBM"),
+    (b"/* XPM */", "XPM"), (b"gimp xcf", "XCF"), (b"\x0a", "PCX"), (b"SIMPLE", "FITS"),
+    *((f"P{n}".encode(), "PNM (PBM/PGM/PPM)") for n in range(1, 8)),
+)  # fmt: skip
 
 
 def check_image_extension(uri: str) -> None:
@@ -59,15 +71,30 @@ class Geometry:
         return self.pad_x, self.pad_y, self.pad_x + scaled_w, self.pad_y + scaled_h
 
 
-def decode_image(data: bytes, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
-    """Decode and resize to spec.size: uint8 HxWx3 in the model's channel order, and how it was fitted."""
+def image_format(data: bytes) -> str:
+    """JPEG, PNG or GIF, from the data's first bytes; INVALID_ARGUMENT naming the format it really is otherwise."""
     if not data:
         raise InvalidArgument("image cannot be decoded: the file is empty (0 bytes)")
+    for magic, name in _DECODED:
+        if data.startswith(magic):
+            return name
+    found = next((name for magic, name in _REFUSED if data.startswith(magic)), None)
+    if found is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        found = "WebP"
+    if found is None and data[4:8] == b"ftyp":
+        found = "HEIF/AVIF"
+    what = f"a {found} image" if found else "not an image format batchline recognises"
+    raise InvalidArgument(f"image cannot be decoded: the data is {what}; images must be {_ALLOWED}")
+
+
+def decode_image(data: bytes, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
+    """Decode and resize to spec.size: uint8 HxWx3 in the model's channel order, and how it was fitted."""
+    found = image_format(data)
     try:
-        image, geometry = _decode_jpeg(data, spec) if data[:2] == b"\xff\xd8" else _decode_other(data, spec)
+        image, geometry = _decode_jpeg(data, spec) if found == "JPEG" else _decode_with_pillow(data, found, spec)
         array = np.asarray(_resize(image, geometry, spec), dtype=np.uint8)
     except UnidentifiedImageError:
-        raise InvalidArgument("image cannot be decoded: the data is not a JPEG, PNG or GIF image") from None
+        raise InvalidArgument(f"image cannot be decoded: the data starts as {found} but is not valid {found}") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidArgument(f"image cannot be decoded: {exc}") from None
     return (array[..., ::-1] if spec.channel_order == "bgr" else array), geometry
@@ -81,16 +108,25 @@ def _decode_jpeg(data: bytes, spec: InputSpec) -> tuple[Image.Image, Geometry]:
         scaled_w, scaled_h = geometry.scaled_size
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=scaled_h, min_width=scaled_w, strict=True)
     except ValueError:
-        return _decode_other(data, spec)  # e.g. CMYK or arithmetic coding: let Pillow try
+        return _decode_with_pillow(data, "JPEG", spec)  # e.g. CMYK or arithmetic coding: let Pillow try
     return Image.fromarray(pixels), geometry
 
 
-def _decode_other(data: bytes, spec: InputSpec) -> tuple[Image.Image, Geometry]:
-    image = Image.open(io.BytesIO(data))
+def _decode_with_pillow(data: bytes, found: str, spec: InputSpec) -> tuple[Image.Image, Geometry]:
+    image = Image.open(io.BytesIO(data), formats=[found])  # that format's decoder, no other
     geometry = Geometry.fit(*image.size, spec)
     image.draft("RGB", geometry.scaled_size)
     image.load()
-    return image.convert("RGB"), geometry
+    return _to_rgb(image), geometry
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB. Pillow's own conversion clips 16-bit grey (every value over 255 turns white): scale it instead,
+    so a 16-bit picture gives the pixels of its 8-bit twin."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image, dtype=np.float64)
+        return Image.fromarray(np.rint(wide / 257.0).clip(0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
 
 
 def _resize(image: Image.Image, geometry: Geometry, spec: InputSpec) -> Image.Image:
