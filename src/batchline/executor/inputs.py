@@ -40,31 +40,48 @@ def read_input_file(storage: Storage, uri: str) -> str:
         raise InvalidArgument(f"input file {uri} is not UTF-8 text: {exc}") from None
 
 
-def _rows(storage: Storage, uri: str, problem: Problem) -> Iterator[str]:
+def _rows(storage: Storage, uri: str, problem: Problem) -> Iterator[Input]:
+    """The inputs a CSV file lists. A row that cannot be used is that row's error (the job goes on, and fails only
+    past BATCHLINE_MAX_FAILED_RATIO); a file that cannot be read or parsed fails the job."""
     count = 0
-    for line_number, fields in enumerate(csv.reader(io.StringIO(read_input_file(storage, uri), newline="")), 1):
-        if not any(f.strip() for f in fields):
-            continue  # blank line
-        try:
-            item = problem.parse_row(fields)
-        except ValueError as exc:
-            raise InvalidArgument(f"input file {uri}, line {line_number}: {exc}") from None
-        count += 1
-        yield item
+    rows = csv.reader(io.StringIO(read_input_file(storage, uri), newline=""))
+    try:
+        for line_number, fields in enumerate(rows, 1):
+            if not any(f.strip() for f in fields):
+                continue  # blank line
+            count += 1
+            try:
+                item = problem.parse_row(fields)
+            except ValueError as exc:
+                status = InvalidArgument(f"input file {uri}, line {line_number}: {exc}").to_status()
+                yield Input(_as_written(fields), error=status)
+                continue
+            yield Input(item, uri=item)
+    except csv.Error as exc:
+        raise InvalidArgument(f"input file {uri} is not a valid CSV file: {exc}") from None
     if count == 0:
         raise InvalidArgument(f"input file {uri} lists no inputs; expected one {problem.row_format} per line")
 
 
+def _as_written(fields: list[str]) -> str:
+    """A row as its CSV line reads (the ID of its error line)."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(fields)
+    return line.getvalue()
+
+
 def iter_inputs(storage: Storage, uris: list[str], problem: Problem) -> Iterator[Input]:
-    """Every input of the job, in a stable order, each once; a CSV row's URI is both its ID and where it is read."""
+    """Every input of the job, in a stable order, each once; a CSV row's URI is both its ID and where it is read.
+    Each row that cannot be used is an error of its own, even where two read alike."""
     seen: set[str] = set()
     for uri in uris:
         for item in _rows(storage, uri, problem):
-            if item not in seen:
-                seen.add(item)
-                yield Input(item, uri=item)
+            if item.error is None and item.id in seen:
+                continue
+            seen.add(item.id)
+            yield item
 
 
 def count_inputs(storage: Storage, uris: list[str], problem: Problem) -> int:
-    """Read every input file once, so that a malformed file fails the job before any work."""
+    """Read every input file once, so that a file that cannot be read fails the job before any work."""
     return sum(1 for _ in iter_inputs(storage, uris, problem))
