@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Decoding processes of the worker, started at its first batch job; default: one per core.",
     )
+    read_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="An input whose read and decode take longer fails with DEADLINE_EXCEEDED (its decoder is "
+        "replaced); the job goes on.",
+    )
     shard_size: int = Field(1000, ge=1, description="Inputs per output shard (the unit of commit and resume).")
     max_failed_ratio: float = Field(
         0.5, ge=0, le=1, description="A batch job fails when more than this share of its inputs failed."

@@ -88,6 +88,7 @@ class JobRun:
             io_threads=self.settings.io_threads,
             shard_size=self.settings.shard_size,
             inference_streams=self.settings.batch_streams(self.model.runtime.device),
+            read_timeout=self.settings.read_timeout_seconds,
         )
         self.executor = LocalExecutor(self.model, self.storage, plan.params, config, self.decoders())
         cancelled: BatchlineError | None = None

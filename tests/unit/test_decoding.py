@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 
 from batchline.config import Settings
+from batchline.errors import DeadlineExceeded
 from batchline.executor.decoding import DecodePool, DecodeTask, SharedBatches
 from batchline.executor.inputs import Input
 from batchline.executor.local import LocalExecutor, PipelineConfig, ShardBuffer
@@ -71,21 +73,73 @@ def test_decoders_write_each_input_into_its_row_and_return_its_facts(
         assert batches.array[1, 0, 2].mean() == pytest.approx(1.0) and batches.array[1, 0, 0].max() == 0
 
 
-def test_a_decoder_that_dies_fails_its_inputs_and_the_pool_recovers(model: LoadedModel) -> None:
+def test_a_task_whose_decoder_dies_runs_again_on_new_decoders_and_fails_only_if_they_die_too(
+    model: LoadedModel,
+) -> None:
     decoders = DecodePool(1)
     try:
         shape, dtype = model.problem.item_layout
-        with SharedBatches(1, 1, shape, dtype) as batches:
+        slow = png((0, 255, 0), (1024, 768))  # about 20 ms a decode: 50 of them outlast a few kills
+        with SharedBatches(1, 50, shape, dtype) as batches:
             green = task(model, batches, [((0, 0), png((0, 255, 0)))])
+            many = task(model, batches, [((0, row), slow) for row in range(50)])
             decoders.submit(green).result(30)
-            for process in list(decoders._pool._processes.values()):
-                os.kill(process.pid, signal.SIGKILL)
-            with pytest.raises(Exception, match="terminated abruptly"):
-                decoders.submit(green).result(30)
+            _kill_decoders(decoders)
+            [facts] = decoders.submit(green).result(30)  # the broken pool is replaced, the task run again
+            assert facts.width == 20
+            stop = threading.Event()
+            killer = threading.Thread(target=_keep_killing, args=(decoders, stop))
+            killer.start()
+            try:
+                with pytest.raises(BrokenProcessPool):
+                    decoders.submit(many).result(60)
+            finally:
+                stop.set()
+                killer.join()
             [facts] = decoders.submit(green).result(30)
             assert facts.width == 20
     finally:
         decoders.close()
+
+
+def _keep_killing(decoders: DecodePool, stop: threading.Event) -> None:
+    while not stop.wait(0.05):
+        _kill_decoders(decoders)
+
+
+def test_a_hung_decoder_fails_its_task_alone_and_is_replaced(model: LoadedModel) -> None:
+    """A decoder stuck in a read (here: stopped) is killed by `recycle`: its task fails with the error given, the
+    other task in flight runs again on the new decoders, and the pool goes on."""
+    decoders = DecodePool(1)
+    try:
+        shape, dtype = model.problem.item_layout
+        with SharedBatches(1, 2, shape, dtype) as batches:
+            red, blue = (task(model, batches, [((0, row), png(colour))]) for row, colour in enumerate(RED_BLUE))
+            decoders.submit(red).result(30)
+            for process in list(decoders._pool._processes.values()):
+                os.kill(process.pid, signal.SIGSTOP)
+            stuck, waiting = decoders.submit(red), decoders.submit(blue)
+            time.sleep(0.5)
+            assert not stuck.done() and not waiting.done()
+            decoders.recycle(stuck, DeadlineExceeded("too slow"))
+            with pytest.raises(DeadlineExceeded):
+                stuck.result(0)
+            [facts] = waiting.result(30)
+            assert facts.width == 20 and batches.array[0, 1, 2].mean() == pytest.approx(1.0)
+            [facts] = decoders.submit(red).result(30)
+    finally:
+        decoders.close()
+
+
+RED_BLUE = ((255, 0, 0), (0, 0, 255))
+
+
+def _kill_decoders(decoders: DecodePool) -> None:
+    for process in list(decoders._pool._processes.values()):
+        try:
+            os.kill(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_decoders_end_with_a_server_that_is_killed(tmp_path: Path) -> None:

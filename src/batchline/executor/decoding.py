@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, InvalidStateError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.shared_memory import SharedMemory
@@ -80,11 +80,15 @@ class SharedBatches:
 
 
 class DecodePool:
-    """Decoder processes, started on first use and kept until `close`."""
+    """Decoder processes, started on first use and kept until `close`.
+
+    A task whose decoder died (a codec crash, the OOM killer, or `recycle`) runs once more on fresh decoders: the
+    other inputs in flight when a decoder dies should not fail with the one that killed it."""
 
     def __init__(self, processes: int):
         self.processes = processes
         self._lock = threading.Lock()
+        self._closed = False
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -103,16 +107,60 @@ class DecodePool:
         """Decode a chunk of inputs into their slots of the batches, in one task (a task costs about 0.1 ms of
         pickling and hand-offs: as much as a tenth of decoding an image). The future holds, per input, its facts
         or the exception that says why it cannot be predicted."""
+        outcome: Future = Future()
+        self._attempt(task, outcome, retries=1)
+        return outcome
+
+    def recycle(self, stuck: Future, error: Exception) -> None:
+        """Fail `stuck`, a task that has taken too long (its decoder hangs on a read), and replace every decoder:
+        a process stuck in a read cannot be told to stop. The other tasks in flight run again on the new ones."""
+        _settle(stuck, exception=error)
         with self._lock:
-            try:
-                return self._pool.submit(_decode_all, task)
-            except BrokenProcessPool:  # a decoder died (a codec crash, the OOM killer): its inputs failed, go on
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._start()
-                return self._pool.submit(_decode_all, task)
+            # ProcessPoolExecutor has no call to stop one of its processes: kill them, and it breaks.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _attempt(self, task: DecodeTask, outcome: Future, retries: int) -> None:
+        with self._lock:
+            if self._closed:
+                _settle(outcome, exception=BrokenProcessPool("the decoders are shutting down"))
+                return
+            try:
+                attempt = self._pool.submit(_decode_all, task)
+            except (BrokenProcessPool, RuntimeError):  # a decoder died: start afresh
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._start()
+                attempt = self._pool.submit(_decode_all, task)
+        attempt.add_done_callback(functools.partial(self._attempted, task, outcome, retries))
+
+    def _attempted(self, task: DecodeTask, outcome: Future, retries: int, attempt: Future) -> None:
+        if outcome.done():  # cancelled, or failed by recycle
+            return
+        try:
+            _settle(outcome, result=attempt.result())
+        except (BrokenProcessPool, CancelledError) as exc:  # its decoder died, or its pool was replaced
+            if retries:
+                self._attempt(task, outcome, retries - 1)
+            else:
+                _settle(outcome, exception=BrokenProcessPool(str(exc)))
+        except BaseException as exc:  # noqa: BLE001 - a bug in the decoder: the task's inputs fail with it
+            _settle(outcome, exception=exc)
+
+
+def _settle(future: Future, result: Any = None, exception: BaseException | None = None) -> None:
+    """Complete a future unless it already is (its caller may have cancelled it meanwhile)."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 # -- in the decoder processes

@@ -22,6 +22,7 @@ import itertools
 import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from batchline.domain.annotations import Annotation
-from batchline.errors import BatchlineError, Cancelled, Internal
+from batchline.errors import BatchlineError, Cancelled, DeadlineExceeded, Internal
 from batchline.executor.decoding import DecodePool, DecodeTask, SharedBatches, Slot
 from batchline.executor.inputs import Input
 from batchline.models.loaded import LoadedModel
@@ -72,6 +73,7 @@ class PipelineConfig:
     io_threads: int
     shard_size: int
     inference_streams: int = 1
+    read_timeout: float | None = None  # seconds an input's read (and decode) may take before it fails
 
 
 @dataclass
@@ -256,21 +258,26 @@ class LocalExecutor:
                 if not in_flight:
                     return
                 chunk, fetch = in_flight[0]
-                yield from self._outcomes(chunk, fetch, cancelled)
+                yield from self._outcomes(chunk, fetch, cancelled, self.config.read_timeout)
                 in_flight.popleft()
                 queued -= len(chunk)
         finally:
             for _, fetch in in_flight:
                 _cancel(fetch)
 
-    @staticmethod
-    def _outcomes(chunk: list[Pending], fetch: Future, cancelled: threading.Event) -> Iterator[Outcome]:
-        fetched = _outcome(fetch, cancelled)
-        if isinstance(fetched, BaseException):  # a bug in _fetch: the whole chunk fails
+    def _outcomes(
+        self, chunk: list[Pending], fetch: Future, cancelled: threading.Event, timeout: float | None
+    ) -> Iterator[Outcome]:
+        """The chunk's outcomes, once read and decoded; a read or decode that takes longer than `timeout` fails
+        the chunk's inputs (a stuck decoder is replaced; a stuck fetch thread is left to its storage's timeouts)."""
+        fetched = _outcome(fetch, cancelled, timeout)
+        if isinstance(fetched, BaseException):  # a bug in _fetch, or reads that hang: the whole chunk fails
             outcomes, decoded = [Failed(_status(fetched))] * len(chunk), []
         else:
             outcomes, decoding = fetched
-            decoded = _outcome(decoding, cancelled) if decoding is not None else []
+            decoded = _outcome(decoding, cancelled, timeout) if decoding is not None else []
+            if isinstance(decoded, DeadlineExceeded):
+                self.decoders.recycle(decoding, decoded)
         for (index, item, slot), outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, int):  # its place in the decoding task
                 result = decoded if isinstance(decoded, BaseException) else decoded[outcome]
@@ -325,12 +332,18 @@ def _surface_failures(inferring: deque[Future], commits: deque[Future], backlog:
         commits.popleft().result()
 
 
-def _outcome(future: Future, cancelled: threading.Event) -> Any:
-    """The future's result or the exception it raised; Cancelled as soon as the job is (a slow read must not
-    hold a cancel up)."""
+def _outcome(future: Future, cancelled: threading.Event, timeout: float | None = None) -> Any:
+    """The future's result or the exception it raised, or DeadlineExceeded once `timeout` has passed; Cancelled as
+    soon as the job is (a slow read must not hold a cancel up)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         if cancelled.is_set():
             raise Cancelled("cancelled by the user")
+        if deadline is not None and time.monotonic() > deadline:
+            return DeadlineExceeded(
+                f"reading and decoding this input took over {timeout:g} s (BATCHLINE_READ_TIMEOUT_SECONDS); "
+                "check that its storage answers, then run it again"
+            )
         try:
             exc = future.exception(timeout=0.2)
         except TimeoutError:
