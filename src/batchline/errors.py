@@ -62,3 +62,11 @@ class Unimplemented(BatchlineError):
 
 class Internal(BatchlineError):
     code, status, http_status = 13, "INTERNAL", 500
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected exception for a user's eyes: its kind and what went wrong, without the server's file paths
+    (an OSError's text names the file it failed on)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"

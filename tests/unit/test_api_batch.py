@@ -85,6 +85,7 @@ def test_results_and_errors_layout(client: TestClient, data_dir: Path) -> None:
         str(outside): 7,
     }
     assert all(set(e) == {"code", "message"} for e in errors.values())
+    assert not [e for e in errors.values() if str(data_dir) in e["message"]], "messages show the server's paths"
     assert "30 MB" in errors["gs://b/img/huge.jpg"]["message"]
     assert errors[str(outside)]["code"] == 7
     failures = op["metadata"]["partialFailures"]

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from batchline.domain.annotations import Annotation
-from batchline.errors import BatchlineError, Cancelled, DeadlineExceeded, Internal
+from batchline.errors import BatchlineError, Cancelled, DeadlineExceeded, Internal, describe
 from batchline.executor.decoding import DecodePool, DecodeTask, SharedBatches, Slot
 from batchline.executor.inputs import Input
 from batchline.models.loaded import LoadedModel
@@ -365,4 +365,4 @@ def _status(exc: BaseException) -> dict[str, Any]:
         return exc.to_status()
     if isinstance(exc, BrokenProcessPool):
         return Internal("a decoder process died while this input was being decoded; try it again").to_status()
-    return Internal(f"unexpected error while reading this input: {type(exc).__name__}: {exc}").to_status()
+    return Internal(f"unexpected error while reading this input: {describe(exc)}").to_status()
