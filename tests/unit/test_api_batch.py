@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support import image_bytes, output_folder, read_jsonl, submit, wait_done, write_image
+from tests.support import BASE, image_bytes, output_folder, read_jsonl, submit, wait_done, write_image
 
 
 def test_results_and_errors_layout(client: TestClient, data_dir: Path) -> None:
@@ -205,3 +205,31 @@ def test_too_many_failures_fails_but_keeps_results(client: TestClient, data_dir:
     folder = output_folder(data_dir, op)
     assert len(read_jsonl(folder, "image_classification_*.jsonl")) == 1
     assert len(read_jsonl(folder, "errors_*.jsonl")) == 2
+
+
+def test_outputs_and_names_the_storage_cannot_take_are_the_users_errors(client: TestClient, data_dir: Path) -> None:
+    """An output prefix through a file is a 400, one that would make a bucket a 404, and an input name too long
+    for the file system that error line's code 3: never a 500 or code 13, and never a path of the server."""
+    bucket = data_dir / "buckets" / "b"
+    (bucket / "taken").write_text("a file")
+    body = {"inputConfig": {"gcsSource": {"inputUris": ["gs://b/in.csv"]}}}
+    for prefix, http, status in (
+        ("gs://b/taken/", 400, "INVALID_ARGUMENT"),
+        (f"{data_dir}/buckets/newbucket/out/", 404, "NOT_FOUND"),
+        ("gs://newbucket/out/", 404, "NOT_FOUND"),
+    ):
+        reply = client.post(
+            f"{BASE}/models/colors:batchPredict",
+            json={**body, "outputConfig": {"gcsDestination": {"outputUriPrefix": prefix}}},
+        )
+        assert reply.status_code == http and reply.json()["error"]["status"] == status, reply.text
+        assert str(data_dir) not in reply.json()["error"]["message"].replace(prefix, "")
+    assert sorted(p.name for p in (data_dir / "buckets").iterdir()) == ["b"]
+
+    write_image(bucket / "ok.jpg", "red")
+    long_name = "gs://b/" + "n" * 300 + ".jpg"
+    (bucket / "in.csv").write_text(f"gs://b/ok.jpg\n{long_name}\n")
+    op = wait_done(client, submit(client, ["gs://b/in.csv"]).json()["name"])
+    (error,) = read_jsonl(output_folder(data_dir, op), "errors_*.jsonl")
+    assert error["ID"] == long_name and error["error"]["code"] == 3
+    assert str(data_dir) not in error["error"]["message"]
