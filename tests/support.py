@@ -289,3 +289,19 @@ def assert_error(reply, http: int, status: str, *words: str) -> None:
     assert error["code"] == http and error["status"] == status
     for word in words:
         assert word in error["message"]
+
+
+# Run as `python -c SWAPPER BUCKET_DIR INSIDE_DIR OUTSIDE_DIR`: moves INSIDE_DIR to BUCKET_DIR/swap, then makes that
+# name a real folder one moment and a link to OUTSIDE_DIR the next, as fast as it can, until killed.
+SWAPPER = """
+import os, sys
+bucket, inside, outside = sys.argv[1:]
+swap, real, link = (os.path.join(bucket, name) for name in ("swap", "swap.real", "swap.link"))
+os.rename(inside, swap)
+os.symlink(outside, link)
+while True:  # the same name, a real folder one moment and a link to outside the next
+    os.rename(swap, real)
+    os.rename(link, swap)
+    os.rename(swap, link)
+    os.rename(real, swap)
+"""

@@ -15,6 +15,7 @@ import pytest
 from batchline.config import Settings
 from batchline.errors import BatchlineError, InvalidArgument, NotFound, PermissionDenied
 from batchline.storage import Storage
+from tests.support import SWAPPER
 
 
 @pytest.fixture
@@ -241,6 +242,7 @@ def test_a_failed_publish_leaves_neither_a_partial_file_nor_a_tmp(tmp_path: Path
         from pathlib import Path
         from batchline.config import Settings
         from batchline.storage import Storage
+from tests.support import SWAPPER
 
         storage = Storage(Settings(data_dir=Path({str(roots["data"])!r})))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
@@ -366,7 +368,7 @@ def test_a_folder_swapped_for_a_link_while_read_never_lets_outside_bytes_through
     inside, outside = roots["bucket"] / "real", roots["outside"]
     inside.mkdir()
     (inside / "secret.txt").write_bytes(b"bucket bytes")
-    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(roots["bucket"]), str(inside), str(outside)])
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(roots["bucket"]), str(inside), str(outside)])
     try:
         time.sleep(0.2)
         results: dict[str, int] = {}
@@ -384,18 +386,6 @@ def test_a_folder_swapped_for_a_link_while_read_never_lets_outside_bytes_through
     assert results.get("PERMISSION_DENIED"), f"the swap never raced a read: {results}"
 
 
-_SWAPPER = """
-import os, sys
-bucket, inside, outside = sys.argv[1:]
-swap, real, link = (os.path.join(bucket, name) for name in ("swap", "swap.real", "swap.link"))
-os.rename(inside, swap)
-os.symlink(outside, link)
-while True:  # the same name, a real folder one moment and a link to outside the next
-    os.rename(swap, real)
-    os.rename(link, swap)
-    os.rename(swap, link)
-    os.rename(real, swap)
-"""
 
 
 def _raised(into: list[BaseException], call, *args) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support import BASE, image_bytes, output_folder, read_jsonl, submit, wait_done, write_image
+from tests.support import BASE, SWAPPER, image_bytes, output_folder, read_jsonl, submit, wait_done, write_image
 
 
 def test_results_and_errors_layout(client: TestClient, data_dir: Path) -> None:
@@ -233,3 +235,31 @@ def test_outputs_and_names_the_storage_cannot_take_are_the_users_errors(client: 
     (error,) = read_jsonl(output_folder(data_dir, op), "errors_*.jsonl")
     assert error["ID"] == long_name and error["error"]["code"] == 3
     assert str(data_dir) not in error["error"]["message"]
+
+
+def test_a_job_reading_a_folder_swapped_for_a_link_never_predicts_outside_files(
+    client: TestClient, data_dir: Path
+) -> None:
+    """600 red images in gs://b/swap/, blue ones of the same names outside the buckets; another process swaps the
+    folder for a link to outside all along the job. No blue image is ever predicted; the reads it races fail as
+    NOT_FOUND or PERMISSION_DENIED."""
+    bucket, outside = data_dir / "buckets" / "b", data_dir.parent / "outside"
+    names = [f"{i:03d}.png" for i in range(600)]
+    red, blue = image_bytes("red", "PNG"), image_bytes("blue", "PNG")
+    for folder, data in ((bucket / "real", red), (outside, blue)):
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_bytes(data)
+    (bucket / "in.csv").write_text("".join(f"gs://b/swap/{name}\n" for name in names))
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(bucket), str(bucket / "real"), str(outside)])
+    try:
+        time.sleep(0.2)
+        op = wait_done(client, submit(client, ["gs://b/in.csv"], {"score_threshold": "0"}).json()["name"], 120)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    folder = output_folder(data_dir, op)
+    tops = [line["annotations"][0]["display_name"] for line in read_jsonl(folder, "image_classification_*.jsonl")]
+    codes = {line["error"]["code"] for line in read_jsonl(folder, "errors_*.jsonl")}
+    assert "blue" not in tops and len(tops) + sum(1 for _ in read_jsonl(folder, "errors_*.jsonl")) == 600
+    assert codes <= {5, 7} and codes, f"errors {codes}: the swap must race some reads, and fail them rightly"
