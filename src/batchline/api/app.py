@@ -13,17 +13,41 @@ from starlette.exceptions import HTTPException
 
 from batchline import __version__
 from batchline.api.automl import automl_router
+from batchline.api.http import WrongMethod
 from batchline.api.vertex import vertex_router
 from batchline.config import Settings
 from batchline.errors import BatchlineError, Internal, InvalidArgument, NotFound
 from batchline.services import Services, build_services
 
-_HTTP_STATUS_NAMES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 409: "ABORTED"}
+# The google.rpc code name an HTTP status is sent with (as Google's APIs map them); a wrong method is 405 by HTTP
+# and UNIMPLEMENTED by google.rpc. Statuses not listed: INVALID_ARGUMENT for 4xx, INTERNAL for 5xx.
+_HTTP_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+}
+
+
+def rpc_status_name(http_status: int) -> str:
+    return _HTTP_STATUS_NAMES.get(http_status, "INVALID_ARGUMENT" if 400 <= http_status < 500 else "INTERNAL")
 
 
 def error_response(exc: BatchlineError) -> JSONResponse:
     body = {"error": {"code": exc.http_status, "message": exc.message, "status": exc.status}}
     return JSONResponse(body, status_code=exc.http_status)
+
+
+def _status_response(http_status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"code": http_status, "message": message, "status": rpc_status_name(http_status)}}
+    return JSONResponse(body, status_code=http_status, headers=headers)
 
 
 def create_app(
@@ -75,12 +99,13 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            return error_response(NotFound(f"no such route: {request.method} {request.url.path}"))
-        body = {
-            "error": {
-                "code": exc.status_code,
-                "message": str(exc.detail),
-                "status": _HTTP_STATUS_NAMES.get(exc.status_code, "UNKNOWN"),
-            }
-        }
-        return JSONResponse(body, status_code=exc.status_code)
+            return error_response(
+                NotFound(
+                    f"no such route: {request.method} {request.url.path}; this API's paths start "
+                    "/v1/projects/PROJECT/locations/LOCATION/"
+                )
+            )
+        if exc.status_code == 405 and not isinstance(exc, WrongMethod):  # the router's, for a method none expects
+            allowed = (exc.headers or {}).get("Allow", "")
+            exc = WrongMethod(request, [m.strip() for m in allowed.split(",") if m.strip()])
+        return _status_response(exc.status_code, str(exc.detail), exc.headers)

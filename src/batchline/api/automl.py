@@ -13,12 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from batchline.api import schemas
-from batchline.api.http import json_body, page, split_verb
-from batchline.errors import InvalidArgument, NotFound
+from batchline.api.http import Verbs, json_body, page, refuse_other_methods
+from batchline.api.limits import MAX_BODY_BYTES, MAX_PREDICT_BODY_BYTES
+from batchline.errors import InvalidArgument
 from batchline.services import Services
 
 PREFIX = "/v1/projects/{project}/locations/{location}"
 MAX_WAIT_SECONDS = 600
+MODEL = Verbs("model", GET=[""], DELETE=[""], POST=["batchPredict", "deploy", "predict", "undeploy"])
+OPERATION = Verbs("operation", GET=[""], DELETE=[""], POST=["cancel", "wait"])
 
 
 def _done_filter(text: str) -> bool | None:
@@ -62,20 +65,22 @@ def _model_routes(router: APIRouter, services: Services) -> None:
         token = str(offset + size) if offset + size < len(found) else ""
         return {"model": shown, "nextPageToken": token}
 
+    refuse_other_methods(router, PREFIX + "/models", ["GET"])
+
     @router.get(PREFIX + "/models/{segment}")
-    def get_model(project: str, location: str, segment: str) -> dict:
-        model_id, _ = split_verb(segment, set())
+    def get_model(project: str, location: str, segment: str, request: Request) -> dict:
+        model_id, _ = MODEL.split(request, segment)
         return schemas.model_resource(project, location, models.get(model_id), models.is_deployed(model_id))
 
     @router.delete(PREFIX + "/models/{segment}")
-    def delete_model(project: str, location: str, segment: str) -> dict:
-        model_id, _ = split_verb(segment, set())
+    def delete_model(project: str, location: str, segment: str, request: Request) -> dict:
+        model_id, _ = MODEL.split(request, segment)
         return schemas.operation(models.delete(project, location, model_id))
 
     @router.post(PREFIX + "/models/{segment}")
     async def model_method(project: str, location: str, segment: str, request: Request) -> dict:
-        model_id, verb = split_verb(segment, {"predict", "batchPredict", "deploy", "undeploy"})
-        body = await json_body(request)
+        model_id, verb = MODEL.split(request, segment)
+        body = await json_body(request, MAX_PREDICT_BODY_BYTES if verb == "predict" else MAX_BODY_BYTES)
         if verb == "predict":
             return await run_in_threadpool(_predict, model_id, body)
         if verb == "batchPredict":
@@ -84,10 +89,10 @@ def _model_routes(router: APIRouter, services: Services) -> None:
                 jobs.submit_batch_predict, project, location, model_id, req.model_dump(by_alias=True)
             )
             return schemas.operation(job)
-        if verb in ("deploy", "undeploy"):
-            action = models.deploy if verb == "deploy" else models.undeploy
-            return schemas.operation(await run_in_threadpool(action, project, location, model_id))
-        raise NotFound(f"POST to a model needs a method, e.g. {segment}:batchPredict")
+        action = models.deploy if verb == "deploy" else models.undeploy  # MODEL.split let only these through
+        return schemas.operation(await run_in_threadpool(action, project, location, model_id))
+
+    MODEL.refuse_other_methods(router, PREFIX + "/models/{segment}")
 
     def _predict(model_id: str, body: dict) -> dict:
         req = schemas.parse(schemas.PredictRequest, body)
@@ -108,29 +113,31 @@ def _operation_routes(router: APIRouter, services: Services) -> None:
         token = str(offset + size) if len(found) > size else ""
         return {"operations": [schemas.operation(j) for j in found[:size]], "nextPageToken": token}
 
+    refuse_other_methods(router, PREFIX + "/operations", ["GET"])
+
     @router.get(PREFIX + "/operations/{segment}")
-    def get_operation(project: str, location: str, segment: str) -> dict:
-        op_id, _ = split_verb(segment, set())
+    def get_operation(project: str, location: str, segment: str, request: Request) -> dict:
+        op_id, _ = OPERATION.split(request, segment)
         return schemas.operation(jobs.get(project, location, op_id))
 
     @router.delete(PREFIX + "/operations/{segment}")
-    def delete_operation(project: str, location: str, segment: str) -> dict:
-        op_id, _ = split_verb(segment, set())
+    def delete_operation(project: str, location: str, segment: str, request: Request) -> dict:
+        op_id, _ = OPERATION.split(request, segment)
         jobs.delete(project, location, op_id)
         return {}
 
     @router.post(PREFIX + "/operations/{segment}")
     async def operation_method(project: str, location: str, segment: str, request: Request) -> dict:
-        op_id, verb = split_verb(segment, {"cancel", "wait"})
+        op_id, verb = OPERATION.split(request, segment)
         body = await json_body(request)
         if verb == "cancel":
             await run_in_threadpool(jobs.cancel, project, location, op_id)
             return {}
-        if verb == "wait":
-            timeout = _duration(body.get("timeout", f"{MAX_WAIT_SECONDS}s"))
-            job = await run_in_threadpool(jobs.wait, project, location, op_id, timeout)
-            return schemas.operation(job)
-        raise NotFound(f"POST to an operation needs a method: {segment}:cancel or {segment}:wait")
+        timeout = _duration(body.get("timeout", f"{MAX_WAIT_SECONDS}s"))  # :wait, the other verb OPERATION takes
+        job = await run_in_threadpool(jobs.wait, project, location, op_id, timeout)
+        return schemas.operation(job)
+
+    OPERATION.refuse_other_methods(router, PREFIX + "/operations/{segment}")
 
 
 def _duration(value: Any) -> float:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from batchline.api.limits import MAX_INPUT_URIS, MAX_PARAM_CHARS, MAX_PARAMS, MAX_URI_CHARS
 from batchline.domain.annotations import Annotation
 from batchline.domain.jobs import Job, JobKind
 from batchline.errors import InvalidArgument
@@ -26,8 +27,13 @@ class Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+Uri = Annotated[str, Field(max_length=MAX_URI_CHARS)]
+ParamText = Annotated[str, Field(max_length=MAX_PARAM_CHARS)]
+Params = Annotated[dict[ParamText, ParamText], Field(max_length=MAX_PARAMS)]
+
+
 class GcsSource(Wire):
-    input_uris: list[str] = Field(min_length=1)
+    input_uris: list[Uri] = Field(min_length=1, max_length=MAX_INPUT_URIS)
 
 
 class InputConfig(Wire):
@@ -35,7 +41,7 @@ class InputConfig(Wire):
 
 
 class GcsDestination(Wire):
-    output_uri_prefix: str = Field(min_length=1)
+    output_uri_prefix: str = Field(min_length=1, max_length=MAX_URI_CHARS)
 
 
 class OutputConfig(Wire):
@@ -53,7 +59,7 @@ def _params_as_strings(value: Any) -> Any:
 class BatchPredictRequest(Wire):
     input_config: InputConfig
     output_config: OutputConfig
-    params: dict[str, str] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
 
     _strings = field_validator("params", mode="before")(_params_as_strings)
 
@@ -80,20 +86,41 @@ class ExamplePayload(Wire):
 
 class PredictRequest(Wire):
     payload: ExamplePayload
-    params: dict[str, str] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
 
     _strings = field_validator("params", mode="before")(_params_as_strings)
 
 
+MAX_PROBLEMS_SHOWN = 10  # an error message names the first bad fields, not each of thousands
+
+
 def parse(message: type[Wire], body: Any) -> Any:
-    """Validate a request body; InvalidArgument names each bad field."""
+    """Validate a request body; InvalidArgument names each bad field (its path shortened where a key is long)."""
     try:
         return message.model_validate(body)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)
+            f"{'.'.join(_short(p) for p in e['loc']) or 'body'}: {e['msg']}{_advice(e)}"
+            for e in errors[:MAX_PROBLEMS_SHOWN]
         )
+        if len(errors) > MAX_PROBLEMS_SHOWN:
+            problems += f"; and {len(errors) - MAX_PROBLEMS_SHOWN} more"
         raise InvalidArgument(f"invalid {message.__name__}: {problems}") from None
+
+
+_TOO_MANY_URIS = "; one input file lists any number of inputs: pass fewer, larger files"
+_ADVICE_WHEN_TOO_LONG = {"inputUris": _TOO_MANY_URIS, "uris": _TOO_MANY_URIS}  # a list too long, by its field
+
+
+def _advice(error: Any) -> str:
+    field = error["loc"][-1] if error["loc"] else ""
+    return _ADVICE_WHEN_TOO_LONG.get(field, "") if error["type"] == "too_long" and isinstance(field, str) else ""
+
+
+def _short(part: Any, most: int = 40) -> str:
+    text = str(part)
+    return text if len(text) <= most else f"{text[:most]}... ({len(text):,} characters)"
 
 
 # -- encoding

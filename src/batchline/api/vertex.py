@@ -10,15 +10,17 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from batchline.api import vertex_schemas as wire
-from batchline.api.http import json_body, page, split_verb
+from batchline.api.http import Verbs, json_body, page, refuse_other_methods
 from batchline.api.schemas import parse
 from batchline.api.vertex_filter import parse_filter
 from batchline.domain.jobs import Job
-from batchline.errors import NotFound
 from batchline.services import Services
 from batchline.services.vertex_jobs import resolve_model
 
 PREFIX = "/v1/projects/{project}/locations/{location}"
+JOB = Verbs("batchPredictionJob", GET=[""], DELETE=[""], POST=["cancel"])
+MODEL = Verbs("model", GET=[""])
+OPERATION = Verbs("operation", GET=[""])
 
 
 def vertex_router(services: Services) -> APIRouter:
@@ -54,24 +56,26 @@ def _job_routes(router: APIRouter, services: Services) -> None:
         listed = [wire.job_resource(j, counts.get(j.id, (0, 0))) for j in shown]
         return {"batchPredictionJobs": listed, "nextPageToken": token}
 
+    refuse_other_methods(router, PREFIX + "/batchPredictionJobs", ["GET", "POST"])
+
     @router.get(PREFIX + "/batchPredictionJobs/{segment}")
-    def get_job(project: str, location: str, segment: str) -> dict:
-        job_id, _ = split_verb(segment, set())
+    def get_job(project: str, location: str, segment: str, request: Request) -> dict:
+        job_id, _ = JOB.split(request, segment)
         return resource(jobs.get(project, location, job_id))
 
     @router.post(PREFIX + "/batchPredictionJobs/{segment}")
     async def job_method(project: str, location: str, segment: str, request: Request) -> dict:
-        job_id, verb = split_verb(segment, {"cancel"})
+        job_id, _ = JOB.split(request, segment)  # POST takes :cancel only
         await json_body(request)  # CancelBatchPredictionJobRequest has no body fields; `{}` arrives
-        if verb != "cancel":
-            raise NotFound(f"POST to a batchPredictionJob needs a method: {segment}:cancel")
         await run_in_threadpool(jobs.cancel, project, location, job_id)
         return {}
 
     @router.delete(PREFIX + "/batchPredictionJobs/{segment}")
-    def delete_job(project: str, location: str, segment: str) -> dict:
-        job_id, _ = split_verb(segment, set())
+    def delete_job(project: str, location: str, segment: str, request: Request) -> dict:
+        job_id, _ = JOB.split(request, segment)
         return wire.operation(jobs.delete(project, location, job_id))
+
+    JOB.refuse_other_methods(router, PREFIX + "/batchPredictionJobs/{segment}")
 
 
 def _model_routes(router: APIRouter, services: Services) -> None:
@@ -84,20 +88,24 @@ def _model_routes(router: APIRouter, services: Services) -> None:
         token = str(offset + size) if offset + size < len(found) else ""
         return {"models": found[offset : offset + size], "nextPageToken": token}
 
+    refuse_other_methods(router, PREFIX + "/models", ["GET"])
+
     @router.get(PREFIX + "/models/{segment}")
-    def get_model(project: str, location: str, segment: str) -> dict:
-        name, _ = split_verb(segment, set())
+    def get_model(project: str, location: str, segment: str, request: Request) -> dict:
+        name, _ = MODEL.split(request, segment)
         return wire.model_resource(project, location, resolve_model(models.repository, name))
+
+    MODEL.refuse_other_methods(router, PREFIX + "/models/{segment}")
 
 
 def _operation_routes(router: APIRouter, services: Services) -> None:
     jobs = services.vertex_jobs
 
-    def get_operation(project: str, location: str, segment: str) -> dict:
-        operation_id, _ = split_verb(segment, set())
+    def get_operation(project: str, location: str, segment: str, request: Request) -> dict:
+        operation_id, _ = OPERATION.split(request, segment)
         return wire.operation(jobs.get_operation(project, location, operation_id))
 
     for prefix in ("/v1", "/ui"):
-        router.add_api_route(
-            prefix + "/projects/{project}/locations/{location}/operations/{segment}", get_operation, methods=["GET"]
-        )
+        path = prefix + "/projects/{project}/locations/{location}/operations/{segment}"
+        router.add_api_route(path, get_operation, methods=["GET"])
+        OPERATION.refuse_other_methods(router, path)

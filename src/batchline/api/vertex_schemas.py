@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from batchline.api.schemas import TYPE_PREFIX, Wire, timestamp
+from batchline.api.limits import (
+    MAX_DISPLAY_NAME_CHARS,
+    MAX_INPUT_URIS,
+    MAX_LABEL_CHARS,
+    MAX_LABELS,
+    MAX_RESOURCE_NAME_CHARS,
+    MAX_URI_CHARS,
+)
+from batchline.api.schemas import TYPE_PREFIX, Uri, Wire, timestamp
 from batchline.domain.jobs import Job, JobKind, JobState
 from batchline.errors import InvalidArgument
 from batchline.executor.vertex_inputs import FORMATS
@@ -27,8 +35,12 @@ VERTEX_STATES = tuple(
 ENGINE_STATES = {state.vertex_name: state for state in JobState} | {"JOB_STATE_QUEUED": JobState.QUEUED}
 
 
+LabelKey = Annotated[str, Field(min_length=1, max_length=MAX_LABEL_CHARS)]
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
+
+
 class GcsSource(Wire):
-    uris: list[str] = Field(min_length=1)
+    uris: list[Uri] = Field(min_length=1, max_length=MAX_INPUT_URIS)
 
 
 class InputConfig(Wire):
@@ -45,7 +57,7 @@ class InstanceConfig(Wire):
 
 
 class GcsDestination(Wire):
-    output_uri_prefix: str = Field(min_length=1)
+    output_uri_prefix: str = Field(min_length=1, max_length=MAX_URI_CHARS)
 
 
 class OutputConfig(Wire):
@@ -65,14 +77,14 @@ class BatchPredictionJobRequest(Wire):
     """The job as CreateBatchPredictionJob takes it. Fields about machines, service accounts and keys are
     accepted and have no effect here (one machine runs everything); output-only fields are refused."""
 
-    display_name: str = Field(min_length=1, max_length=128)
-    model: str = Field(min_length=1)
+    display_name: str = Field(min_length=1, max_length=MAX_DISPLAY_NAME_CHARS)
+    model: str = Field(min_length=1, max_length=MAX_RESOURCE_NAME_CHARS)
     input_config: InputConfig
     instance_config: InstanceConfig | None = None
     model_parameters: Any = None
     output_config: OutputConfig
     manual_batch_tuning_parameters: ManualBatchTuningParameters | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
     generate_explanation: bool = False
     # accepted, without effect
     dedicated_resources: dict[str, Any] | None = None

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from batchline.domain.jobs import AUTOML_KINDS, Job, JobKind, JobState
-from batchline.errors import NotFound
+from batchline.errors import FailedPrecondition, NotFound
 from batchline.models.repository import ModelRepository
 from batchline.problems import problem_for
 from batchline.storage import Storage
@@ -42,7 +42,14 @@ class JobService:
         return self.store.list(project, location, done, offset, limit)
 
     def cancel(self, project: str, location: str, job_id: str) -> Job:
-        self.get(project, location, job_id)
+        """Stop a queued or running operation; one already done (deploy / undeploy / delete are born done) is
+        FAILED_PRECONDITION, as Google answers it."""
+        job = self.get(project, location, job_id)
+        if job.state.done:
+            raise FailedPrecondition(
+                f"operation {job_id} has already ended ({job.state.value}); only an operation that is not done "
+                "(done: false) can be cancelled"
+            )
         return self.store.request_cancel(job_id)
 
     def delete(self, project: str, location: str, job_id: str) -> None:
