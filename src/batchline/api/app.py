@@ -16,7 +16,7 @@ from batchline.api.automl import automl_router
 from batchline.api.http import WrongMethod
 from batchline.api.vertex import vertex_router
 from batchline.config import Settings
-from batchline.errors import BatchlineError, Internal, InvalidArgument, NotFound
+from batchline.errors import BatchlineError, Internal, InvalidArgument, NotFound, describe
 from batchline.services import Services, build_services
 
 # The google.rpc code name an HTTP status is sent with (as Google's APIs map them); a wrong method is 405 by HTTP
@@ -90,7 +90,7 @@ def _handle_errors(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: still the API's error shape
-        return error_response(Internal(f"internal error: {type(exc).__name__}: {exc}"))
+        return error_response(Internal(f"internal error: {describe(exc)}"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
