@@ -14,15 +14,15 @@ from dataclasses import dataclass
 
 from batchline.config import Settings
 from batchline.domain.jobs import Job, JobState, ShardRecord
-from batchline.errors import BatchlineError, Cancelled, Internal, InvalidArgument
+from batchline.errors import BatchlineError, Cancelled, Internal, InvalidArgument, describe
 from batchline.executor.decoding import DecodePool
 from batchline.executor.local import LocalExecutor, PipelineConfig, ShardBuffer
 from batchline.models.loaded import LoadedModel
 from batchline.models.repository import ModelRepository
-from batchline.storage import Storage, join
+from batchline.storage import Storage
 from batchline.store import JobStore
 from batchline.surfaces import BATCH_KINDS, JobPlan, plan_job
-from batchline.writers.staged import StagedShardWriter, output_dir_name
+from batchline.writers.staged import StagedShardWriter, output_dir_candidates
 
 log = logging.getLogger("batchline.worker")
 
@@ -75,10 +75,10 @@ class JobRun:
         job, store = self.job, self.store
         plan = plan_job(job, self.model.problem, self.storage, self.settings)
         total = plan.count_inputs()
-        if job.output_dir is None:
+        if job.output_dir is None:  # a resumed job keeps the folder it has
             display_name = self.model.stored.manifest.display_name
-            job.output_dir = join(plan.output_prefix, output_dir_name(display_name, job.create_time))
-            store.update(job.id, output_dir=job.output_dir)
+            names = output_dir_candidates(self.storage, plan.output_prefix, display_name, job.create_time)
+            job.output_dir = store.claim_output_dir(job.id, names)
         committed = store.committed_shards(job.id)
         self._committed_before = sum(s.succeeded + s.failed for s in committed)
         store.update(job.id, total=total, processed=self._committed_before)
@@ -238,7 +238,7 @@ class Worker:
             state, values = JobState.FAILED, {"error": exc.to_status()}
         except Exception as exc:
             log.exception("job %s failed", job.id)
-            state, values = JobState.FAILED, {"error": Internal(f"{type(exc).__name__}: {exc}").to_status()}
+            state, values = JobState.FAILED, {"error": Internal(describe(exc)).to_status()}
         finally:
             stop.set()
             self._run = None

@@ -6,14 +6,19 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from batchline.config import Settings
 from batchline.domain.jobs import MAX_PARTIAL_FAILURES, Condition, Job, JobKind, JobState, ShardRecord
-from batchline.errors import FailedPrecondition, NotFound
+from batchline.errors import AlreadyExists, FailedPrecondition, NotFound
+from batchline.storage import Storage, join
 from batchline.store import JobStore
 from batchline.store.sql import jobs as jobs_table
+from batchline.store.sql import output_dirs as output_dirs_table
+from batchline.writers.staged import output_dir_candidates, output_dir_name
 
 LEASE = 30.0  # long enough never to run out by itself in a test
 SHORT_LEASE = 0.3
@@ -341,6 +346,91 @@ def test_delete_of_a_done_job_removes_it_and_its_shards(job_store: JobStore) -> 
     assert len(job_store.committed_shards(kept.id)) == 2  # the other job's shards stay
     with pytest.raises(NotFound):
         job_store.delete(job.id)
+
+
+# ---------------------------------------------------------------------------------------------- output folders
+
+CREATED = 1_700_000_000.1234  # one millisecond for every job below: .123
+
+
+def folder_names(count: int = 64, when: float = CREATED) -> list[str]:
+    """A job's folder candidates as the worker makes them, without the storage check."""
+    return [join("gs://b/out", output_dir_name("colors", when, step)) for step in range(count)]
+
+
+def test_two_jobs_created_in_one_millisecond_get_different_folders(job_store: JobStore) -> None:
+    first, second = make_job(job_store, created=CREATED), make_job(job_store, created=CREATED)
+
+    claimed = [job_store.claim_output_dir(job.id, folder_names()) for job in (first, second)]
+
+    assert claimed == [
+        "gs://b/out/prediction-colors-2023-11-14T22:13:20.123Z",
+        "gs://b/out/prediction-colors-2023-11-14T22:13:20.124Z",  # stepped by a millisecond
+    ]
+
+    assert job_store.get(first.id).output_dir == folder_names()[0]
+    assert job_store.get(second.id).output_dir == folder_names()[1]
+    # a job that has its folder keeps it, and claims no other
+    assert job_store.claim_output_dir(first.id, folder_names()[5:]) == folder_names()[0]
+    third = make_job(job_store, created=CREATED)
+    assert job_store.claim_output_dir(third.id, folder_names()) == folder_names()[2]
+
+
+def test_claim_output_dir_of_unknown_job_or_with_every_name_taken(job_store: JobStore) -> None:
+    with pytest.raises(NotFound):
+        job_store.claim_output_dir("no-such-job", folder_names(1))
+    job_store.claim_output_dir(make_job(job_store).id, folder_names(1))
+    late = make_job(job_store)
+
+    with pytest.raises(AlreadyExists):
+        job_store.claim_output_dir(late.id, folder_names(1))
+    assert job_store.get(late.id).output_dir is None  # nothing half-claimed
+
+
+def test_a_deleted_jobs_folder_is_never_handed_out_again(job_store: JobStore) -> None:
+    """Its files stay in the bucket, so its name stays claimed."""
+    gone = make_job(job_store, created=CREATED, state=JobState.SUCCEEDED)
+    job_store.claim_output_dir(gone.id, folder_names())
+    job_store.delete(gone.id)
+
+    new = make_job(job_store, created=CREATED)
+    assert job_store.claim_output_dir(new.id, folder_names()) == folder_names()[1]
+
+
+def test_concurrent_claims_never_hand_out_a_name_twice(job_store: JobStore, store_url: str) -> None:
+    """16 jobs of one millisecond claim at the same instant, from threads on one store and on a second one (as a
+    second server on the same database would)."""
+    other = JobStore(store_url)
+    try:
+        created = [make_job(job_store, created=CREATED) for _ in range(16)]
+        barrier = threading.Barrier(len(created))
+
+        def claim(index: int) -> str:
+            store = job_store if index % 2 else other
+            barrier.wait()
+            return store.claim_output_dir(created[index].id, folder_names())
+
+        with ThreadPoolExecutor(len(created)) as pool:
+            claimed = list(pool.map(claim, range(len(created))))
+
+        assert sorted(claimed) == folder_names(len(created))  # each once, stepped a millisecond at a time
+        assert [job_store.get(j.id).output_dir for j in created] == claimed
+        with job_store.engine.connect() as conn:
+            rows = dict(conn.execute(sa.select(output_dirs_table.c.uri, output_dirs_table.c.job_id)).all())
+        assert rows == {uri: job.id for uri, job in zip(claimed, created, strict=True)}
+    finally:
+        other.close()
+
+
+def test_output_dir_candidates_step_past_folders_that_exist_in_storage(tmp_path: Path) -> None:
+    storage = Storage(Settings(data_dir=tmp_path))
+    taken = tmp_path / "buckets" / "b" / "out" / "prediction-colors-2023-11-14T22:13:20.123Z"
+    (taken / ".staging").mkdir(parents=True)
+    (tmp_path / "buckets" / "b" / "out" / "prediction-colors-2023-11-14T22:13:20.125Z").mkdir()
+
+    names = list(output_dir_candidates(storage, "gs://b/out/", "colors", CREATED, tries=4))
+
+    assert names == [folder_names()[1], folder_names()[3]]
 
 
 # ------------------------------------------------------------------------------------------------ the server

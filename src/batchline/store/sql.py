@@ -4,7 +4,7 @@ on the lease owner, so a worker that lost its job can change nothing of it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,7 +20,7 @@ from batchline.domain.jobs import (
     JobState,
     ShardRecord,
 )
-from batchline.errors import FailedPrecondition, NotFound
+from batchline.errors import AlreadyExists, FailedPrecondition, NotFound
 
 metadata = sa.MetaData()
 
@@ -71,6 +71,16 @@ shards = sa.Table(
     sa.Column("succeeded", sa.Integer, nullable=False),
     sa.Column("failed", sa.Integer, nullable=False),
     sa.Column("writer", sa.String(64), nullable=False),
+)
+
+# Every output folder a job has taken, by its full URI: the primary key makes a name one job's, on every server
+# that shares this database (see claim_output_dir). No foreign key to jobs: a deleted job's row stays. Folders of
+# jobs from before this table have no row; the worker skips names whose folder exists in storage, which covers them.
+output_dirs = sa.Table(
+    "output_dirs",
+    metadata,
+    sa.Column("uri", sa.Text, primary_key=True),
+    sa.Column("job_id", sa.String(64), nullable=False),
 )
 
 _JOB_FIELDS = [c.name for c in jobs.columns if c.name not in ("lease_owner", "lease_expires")]
@@ -217,6 +227,9 @@ class JobStore:
             raise FailedPrecondition(
                 f"operation {job_id} is still running; cancel it first (POST ...:cancel), then delete it"
             )
+        # The job's output_dirs row stays: its files stay in the bucket, so its folder name must not go to a new job
+        # (the storage check of output_dir_candidates would see most such folders, but not one still empty, nor
+        # one on an object store whose listing lags).
         with self._tx() as conn:
             conn.execute(shards.delete().where(shards.c.job_id == job_id))
             conn.execute(job_labels.delete().where(job_labels.c.job_id == job_id))
@@ -225,6 +238,29 @@ class JobStore:
     def update(self, job_id: str, **values: Any) -> None:
         with self._tx() as conn:
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values, update_time=time.time()))
+
+    def claim_output_dir(self, job_id: str, candidates: Iterable[str]) -> str:
+        """Make the first of these folder URIs that no job has claimed the job's output_dir, and return it. A job
+        that has one already keeps it (and gets it back). AlreadyExists if every candidate is taken."""
+        for uri in candidates:
+            try:
+                with self._tx() as conn:
+                    # The job's row first: a write, it takes the write lock before anything is read (see commit_shard).
+                    chosen = conn.execute(
+                        jobs.update()
+                        .where(jobs.c.id == job_id, jobs.c.output_dir.is_(None))
+                        .values(output_dir=uri, update_time=time.time())
+                    )
+                    if chosen.rowcount != 1:
+                        kept = conn.execute(sa.select(jobs.c.output_dir).where(jobs.c.id == job_id)).first()
+                        if kept is None:
+                            raise NotFound(f"operation {job_id!r} not found")
+                        return kept.output_dir
+                    conn.execute(output_dirs.insert().values(uri=uri, job_id=job_id))  # another job's: rolled back
+                return uri
+            except sa.exc.IntegrityError:
+                continue
+        raise AlreadyExists(f"no free output folder for operation {job_id}: every name offered is taken")
 
     # -- state changes
     def request_cancel(self, job_id: str) -> Job:

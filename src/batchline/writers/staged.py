@@ -8,8 +8,8 @@ staging folder. Each rename publishes a whole file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from batchline.domain.annotations import Annotation
@@ -19,10 +19,27 @@ from batchline.storage import Storage, join
 STAGING = ".staging"
 
 
-def output_dir_name(display_name: str, when: float) -> str:
-    """prediction-<model display name>-<YYYY-MM-DDThh:mm:ss.sssZ>, the folder a job writes into."""
-    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+OUTPUT_DIR_TRIES = 1000  # milliseconds a job's folder name may be stepped past its create time
+
+
+def output_dir_name(display_name: str, when: float, step: int = 0) -> str:
+    """prediction-<model display name>-<YYYY-MM-DDThh:mm:ss.sssZ>, the folder a job writes into: the time is
+    `when`, to the millisecond, `step` milliseconds later."""
+    moment = datetime.fromtimestamp(when, UTC) + timedelta(milliseconds=step)
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return f"prediction-{display_name}-{stamp}"
+
+
+def output_dir_candidates(
+    storage: Storage, prefix: str, display_name: str, when: float, tries: int = OUTPUT_DIR_TRIES
+) -> Iterator[str]:
+    """The folder URIs a job may take, in order: its create time's, then one millisecond later, and so on,
+    leaving out any folder that already exists in storage (left by a deleted job, another database, a user).
+    The job store claims the first one no other job holds (`JobStore.claim_output_dir`)."""
+    for step in range(tries):
+        uri = join(prefix, output_dir_name(display_name, when, step))
+        if not storage.exists(uri):
+            yield uri
 
 
 class LineEncoder(Protocol):
