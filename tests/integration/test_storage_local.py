@@ -242,7 +242,6 @@ def test_a_failed_publish_leaves_neither_a_partial_file_nor_a_tmp(tmp_path: Path
         from pathlib import Path
         from batchline.config import Settings
         from batchline.storage import Storage
-from tests.support import SWAPPER
 
         storage = Storage(Settings(data_dir=Path({str(roots["data"])!r})))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
