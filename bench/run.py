@@ -12,7 +12,7 @@ YOLOv8n 320 (bench/yolov8n.py). Each run makes a fresh data dir under bench/out/
   model-only   ONNX Runtime alone on pre-decoded tensors, best of batch 1 / 8 / 32, each as one run at a time on
                all cores (batchline's session, and ONNX Runtime's defaults, which spin) and as one single-threaded
                run per core at once (what batch jobs do on CPU)
-  decode-only  batchline's decode_batch (read + decode + resize + normalise) on every core,
+  decode-only  batchline's preprocessor.batch (read + decode + resize + normalise) on every core,
                a pool of cores-many threads and one of cores-many processes; the faster counts
   limit        n / (c_dec + c_model), c_x = n / rate_x: core-seconds per image in each stage; model-only and
                decode-only are measured before and after the end-to-end jobs and each rate is the mean of the two
@@ -409,7 +409,7 @@ def _decode_chunk(paths: list[str], manifest: Any = None) -> int:
     from batchline.problems import problem_for
 
     problem = problem_for(manifest or _MANIFEST)
-    problem.decode_batch([Path(p).read_bytes() for p in paths])
+    problem.preprocessor.batch([Path(p).read_bytes() for p in paths])
     return len(paths)
 
 
@@ -453,7 +453,7 @@ def naive_loop(paths: list[Path], artifact: Path, problem: Any, params: dict[str
 
 def naive_resize(image: Image.Image, spec: Any) -> tuple[Image.Image, Any]:
     """Stretch to the model's size, or letterbox: scale to fit, centre on grey (114) as YOLO exports expect."""
-    from batchline.problems.images import Geometry
+    from batchline.problems.image.decode import Geometry
 
     height, width = spec.size
     geometry = Geometry.fit(image.width, image.height, spec)  # the same arithmetic a user writes for a letterbox
@@ -480,8 +480,8 @@ def naive_detections(outputs: dict[str, np.ndarray], tensor: np.ndarray, geometr
                      params: dict[str, Any]) -> list[dict]:
     """A detector user's postprocess (threshold, NMS, boxes back to the image) for one image: batchline's own,
     so that the loop does the same work per image as the server, one image at a time."""
-    [found] = problem.postprocess(outputs, [geometry], params)
-    return [{"display_name": a.label, "score": a.score, "box": a.box} for a in found]
+    [found] = problem.predictions(outputs, [geometry], params)
+    return [{"display_name": a.label, "score": a.score, "box": a.box} for a in found.boxes]
 
 
 # Per problem: the naive loop's postprocess, and how the naive line describes it.
@@ -718,6 +718,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     from batchline.models.manifest import load_manifest
     from batchline.problems import problem_for
     from batchline.runtimes.onnx import OnnxRuntime
+    from batchline.surfaces import automl
 
     cores = n_cores()
     model = MODELS[args.model]
@@ -736,7 +737,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         runtime = OnnxRuntime(manifest, model.folder / manifest.artifact, threads=cores)
         check_model_matches_reference(model.folder / manifest.artifact, model.folder)
         problem = problem_for(manifest)
-        tensors, _ = problem.decode_batch([p.read_bytes() for p in paths[:32]])
+        tensors, _ = problem.preprocessor.batch([p.read_bytes() for p in paths[:32]])
 
         gpu = runtime.device == "cuda"
 
@@ -745,7 +746,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                     decode_only(paths[:sample], manifest, cores, manifest.batch_size))
 
         before = measure_stages()
-        server = Server(data, model.params, problem.output_stem)
+        server = Server(data, model.params, automl.spec(problem).results_stem)
         data.add_csv("warm", data.uris[:6])
         first_six = server.run_job(model_id, data.csvs["warm"], 6, poll=0.02).observed
         spy = PySpy(args.py_spy, server.proc.pid)
@@ -791,7 +792,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         naive_paths = paths[:sample]
         with tempfile.TemporaryDirectory(dir=OUT) as tmp:
             rate_naive = naive_loop(naive_paths, model.folder / manifest.artifact, problem,
-                                    problem.parse_params(model.params), Path(tmp) / "naive.jsonl")
+                                    automl.params(problem, model.params), Path(tmp) / "naive.jsonl")
         line("naive loop", f"{rate_naive:,.0f}", f"{len(naive_paths):,} images, PIL, batch 1, a default session, "
              f"{NAIVE_POSTPROCESS[problem.name][1]}")
 
@@ -841,12 +842,13 @@ def run_rss_check(args: argparse.Namespace) -> dict[str, Any]:
     """Peak RSS of the server for a job of each size in --rss-sizes, each on a fresh server."""
     from batchline.models.manifest import load_manifest
     from batchline.problems import problem_for
+    from batchline.surfaces import automl
 
     cores = n_cores()
     model = MODELS[args.model]
     ensure_model(model, args.torch_python)
     manifest = load_manifest(model.folder)
-    output_stem = problem_for(manifest).output_stem
+    output_stem = automl.spec(problem_for(manifest)).results_stem
     sizes = sorted(args.rss_sizes)
     paths = ensure_images(max(sizes), cores)
     image_bytes = warm_page_cache(paths) if args.warm_cache else sum(p.stat().st_size for p in paths)

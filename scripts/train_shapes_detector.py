@@ -2,7 +2,7 @@
 
 Data: scenes from scripts/shapes.py (1-8 circles, squares, triangles and stars per image, 240-640 px sides),
 encoded as JPEG or PNG like write_scenes does, then decoded and letterboxed by batchline's own
-preprocessing (batchline.problems.images.decode_image with the input spec of MODEL_YAML), so training sees
+preprocessing (batchline.problems.image.decode.decode_image with the input spec of MODEL_YAML), so training sees
 exactly the pixels the server feeds the model. Epochs see the pool under random flips and transposes, which
 keep every label.
 
@@ -48,7 +48,7 @@ from torch import nn
 
 from batchline.models.manifest import Manifest, load_manifest
 from batchline.problems import problem_for
-from batchline.problems.images import decode_image
+from batchline.problems.image.decode import decode_image
 from batchline.runtimes import load_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -349,12 +349,12 @@ def evaluate(model_dir: Path, n: int, seed: int) -> np.ndarray:
     manifest = load_manifest(model_dir)
     problem = problem_for(manifest)
     runtime = load_runtime(manifest, model_dir / manifest.artifact, threads=0)
-    params = problem.parse_params({"score_threshold": "0.05", "max_bounding_box_count": "100"})
+    params = problem.Params(score_threshold=0.05, max_bounding_box_count=100)
     images, annotations, detections = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for image_id, (path, objects) in enumerate(shapes.write_scenes(Path(tmp), n, seed), start=1):
-            batch, [geometry] = problem.decode_batch([path.read_bytes()])
-            found = problem.postprocess(runtime.predict_batch(batch), [geometry], params)[0]
+            batch, [geometry] = problem.preprocessor.batch([path.read_bytes()])
+            found = problem.predictions(runtime.predict_batch(batch), [geometry], params)[0].boxes
             w, h = geometry.width, geometry.height
             images.append({"id": image_id, "width": w, "height": h})
             for label, (x0, y0, x1, y1) in objects:

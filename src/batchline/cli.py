@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from batchline.domain.annotations import Annotation
+from batchline.domain.predictions import Classification, Detection, Detections, Label
 
 app = typer.Typer(help="batchline: Google Cloud AutoML v1 prediction, self-hosted.", no_args_is_help=True)
 operations_app = typer.Typer(help="Long-running operations (batch jobs, deploys).", no_args_is_help=True)
@@ -182,26 +182,34 @@ def predict(
         "params": {key: str(value) for key, value in params.items() if value is not None},
     }
     reply = _call("POST", f"{_base(server, project, location)}/models/{model}:predict", json=body)
-    annotations = [_annotation(item) for item in reply.get("payload", [])]
-    table = Table("label", "score", *(["box (x_min, y_min, x_max, y_max)"] if any(a.box for a in annotations) else []))
-    for a in annotations:
-        table.add_row(a.label, f"{a.score:.4f}", *([", ".join(f"{v:.3f}" for v in a.box)] if a.box else []))
+    prediction = _prediction(reply.get("payload", []))
+    if isinstance(prediction, Detections):
+        table = Table("label", "score", "box (x_min, y_min, x_max, y_max)")
+        for found in prediction.boxes:
+            table.add_row(found.label, f"{found.score:.4f}", ", ".join(f"{v:.3f}" for v in found.box))
+    else:
+        table = Table("label", "score")
+        for label in prediction.labels:
+            table.add_row(label.label, f"{label.score:.4f}")
     console.print(table)
     if render is not None:
         from batchline.render import render as draw
 
-        render.write_bytes(draw(data, annotations))
+        render.write_bytes(draw(data, prediction))
         console.print(f"drawn onto {render}")
 
 
-def _annotation(payload: dict[str, Any]) -> Annotation:
-    """An online prediction's payload entry back into an Annotation."""
-    detection = payload.get("imageObjectDetection")
-    if detection is None:
-        return Annotation(payload["displayName"], payload["classification"]["score"])
-    top_left, bottom_right = detection["boundingBox"]["normalizedVertices"]
-    box = (top_left.get("x", 0.0), top_left.get("y", 0.0), bottom_right.get("x", 0.0), bottom_right.get("y", 0.0))
-    return Annotation(payload["displayName"], detection["score"], box)
+def _prediction(payload: list[dict[str, Any]]) -> Classification | Detections:
+    """An online reply's payload back into the prediction it encodes."""
+    if not any("imageObjectDetection" in item for item in payload):
+        return Classification(tuple(Label(p["displayName"], p["classification"]["score"]) for p in payload))
+    boxes = []
+    for item in payload:
+        detection = item["imageObjectDetection"]
+        top_left, bottom_right = detection["boundingBox"]["normalizedVertices"]
+        box = (top_left.get("x", 0.0), top_left.get("y", 0.0), bottom_right.get("x", 0.0), bottom_right.get("y", 0.0))
+        boxes.append(Detection(item["displayName"], detection["score"], box))
+    return Detections(tuple(boxes))
 
 
 @operations_app.command("get")

@@ -1,4 +1,4 @@
-"""Draw annotations onto their image, so that a user can look at predictions instead of reading them."""
+"""Draw predictions onto their image, so that a user can look at them instead of reading them."""
 
 from __future__ import annotations
 
@@ -9,31 +9,37 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from batchline.domain.annotations import Annotation
+from batchline.domain.predictions import Classification, Detection, Detections, Label
 
 
-def render(image_data: bytes, annotations: Sequence[Annotation]) -> bytes:
-    """PNG bytes: each box outlined in its label's colour with "label score" above it; labels without a box
-    (classification) are listed in the top-left corner."""
+def render(image_data: bytes, prediction: Classification | Detections) -> bytes:
+    """PNG bytes: each box outlined in its label's colour with "label score" above it; a classifier's labels
+    are listed in the top-left corner."""
     image = Image.open(io.BytesIO(image_data)).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(12, min(image.size) // 30))
-    line_width = max(2, min(image.size) // 200)
-    unboxed = 0
-    for annotation in sorted(annotations, key=lambda a: a.score):  # best drawn last, on top
-        colour = _colour(annotation.label)
-        caption = f"{annotation.label} {annotation.score:.2f}"
-        if annotation.box is None:
-            _caption(draw, (4, 4 + unboxed * (font.size + 6)), caption, colour, font)
-            unboxed += 1
-            continue
-        x_min, y_min, x_max, y_max = annotation.box
-        corners = (x_min * image.width, y_min * image.height, x_max * image.width, y_max * image.height)
-        draw.rectangle(corners, outline=colour, width=line_width)
-        _caption(draw, (corners[0], max(0, corners[1] - font.size - 6)), caption, colour, font)
+    boxes = prediction.boxes if isinstance(prediction, Detections) else ()
+    draw_boxes(image, boxes, labels=prediction.labels if isinstance(prediction, Classification) else ())
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def draw_boxes(
+    image: Image.Image, boxes: Sequence[Detection], labels: Sequence[Label] = (), names: Sequence[str] = ()
+) -> None:
+    """Onto `image`: boxes (best drawn last, on top), each captioned "label score" or by its entry of `names`, and
+    labels without a box in the top-left corner."""
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(12, min(image.size) // 30))
+    line_width = max(2, min(image.size) // 200)
+    for row, label in enumerate(sorted(labels, key=lambda a: -a.score)):
+        _caption(draw, (4, 4 + row * (font.size + 6)), f"{label.label} {label.score:.2f}", _colour(label.label), font)
+    captions = list(names) or [f"{found.label} {found.score:.2f}" for found in boxes]
+    for found, caption in sorted(zip(boxes, captions, strict=True), key=lambda pair: pair[0].score):
+        colour = _colour(found.label)
+        x_min, y_min, x_max, y_max = found.box
+        corners = (x_min * image.width, y_min * image.height, x_max * image.width, y_max * image.height)
+        draw.rectangle(corners, outline=colour, width=line_width)
+        _caption(draw, (corners[0], max(0, corners[1] - font.size - 6)), caption, colour, font)
 
 
 def _caption(draw: ImageDraw.ImageDraw, at: tuple[float, float], text: str, colour: tuple, font) -> None:

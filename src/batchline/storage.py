@@ -10,20 +10,23 @@ Messages name the user's URI, never the server's own paths.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
 import stat
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import fsspec
 
 from batchline.config import Settings
 from batchline.errors import BatchlineError, Internal, InvalidArgument, NotFound, PermissionDenied
 
-MAX_IMAGE_BYTES = 30 * 1024 * 1024
 WILDCARDS = "*?["
+WHOLE_READ_LIMIT = 30 * 1024 * 1024  # whole reads are for small objects (images, input files); streams for the rest
 _NAME_MAX = 255  # bytes in one path segment, on the file systems the embedded buckets live on
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC  # a FIFO opens at once, and is refused
 
@@ -125,7 +128,7 @@ class Storage:
         return self._remote[scheme]
 
     # -- reading
-    def read(self, uri: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    def read(self, uri: str, max_bytes: int = WHOLE_READ_LIMIT) -> bytes:
         """The whole object; NOT_FOUND if missing, INVALID_ARGUMENT if over max_bytes or not a regular file."""
         loc = self.locate(uri)
         try:
@@ -141,6 +144,17 @@ class Storage:
         if len(data) > max_bytes:
             raise InvalidArgument(f"{uri} is larger than the {max_bytes // (1024 * 1024)} MB limit")
         return data
+
+    @contextlib.contextmanager
+    def open(self, uri: str) -> Iterator[IO[bytes]]:
+        """An object opened for reading as a seekable file, never read whole (a video); the errors of `read`."""
+        loc = self.locate(uri)
+        try:
+            handle = os.fdopen(self._open_confined(loc)[0], "rb") if loc.is_local else loc.fs.open(loc.path, "rb")
+        except OSError as exc:
+            raise self._os_error(exc, uri) from None
+        with handle:
+            yield handle
 
     def _open_confined(self, loc: Location) -> tuple[int, int]:
         """Open a local file for reading and check what was opened, not the path: a regular file, really inside

@@ -15,7 +15,7 @@ from batchline.api.app import create_app
 from batchline.config import Settings
 from batchline.models.manifest import InputSpec
 from batchline.models.repository import ModelRepository
-from batchline.problems.images import Normalizer, decode_image
+from batchline.problems.image.decode import Normalizer, decode_image
 from tests.support import make_nhwc_bgr_uint8_model, output_folder, submit, wait_done, write_image
 
 

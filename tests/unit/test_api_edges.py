@@ -23,8 +23,8 @@ from batchline.api.http import read_body
 from batchline.api.limits import MAX_PREDICT_BODY_BYTES
 from batchline.config import Settings
 from batchline.errors import PayloadTooLarge
+from batchline.problems.image.decode import MAX_IMAGE_BYTES
 from batchline.services import Services, build_services
-from batchline.storage import MAX_IMAGE_BYTES
 from tests.support import BASE, assert_error, image_bytes, predict_body, submit, wait_done
 
 MODEL = f"{BASE[4:]}/models/colors"

@@ -49,8 +49,10 @@ def pool() -> DecodePool:
 
 
 def task(model: LoadedModel, batches: SharedBatches, work: list, data_dir: Path = Path("data")) -> DecodeTask:
+    """A decoding task of (slot, source) pairs: images, one item each (ref None)."""
     settings = Settings(data_dir=data_dir).model_dump_json()
-    return DecodeTask(model.stored.manifest.model_dump_json(), settings, batches.ref, work)
+    items = [(slot, source, None) for slot, source in work]
+    return DecodeTask(model.stored.manifest.model_dump_json(), settings, batches.ref, items)
 
 
 def test_decoders_write_each_input_into_its_row_and_return_its_facts(
@@ -59,7 +61,7 @@ def test_decoders_write_each_input_into_its_row_and_return_its_facts(
     (tmp_path / "buckets" / "b").mkdir(parents=True)
     (tmp_path / "buckets" / "b" / "blue.png").write_bytes(png((0, 0, 255), (5, 40)))
     (tmp_path / "buckets" / "b" / "secret.png").symlink_to(Path(__file__))  # a link out of the bucket
-    shape, dtype = model.problem.item_layout
+    shape, dtype = model.problem.preprocessor.layout
     with SharedBatches(2, 3, shape, dtype) as batches:
         work = [((1, 2), png((255, 0, 0))), ((0, 0), b"not an image"), ((1, 0), "gs://b/blue.png")]
         work += [((0, 1), "gs://b/secret.png"), ((0, 2), "gs://b/none.png")]
@@ -78,7 +80,7 @@ def test_a_task_whose_decoder_dies_runs_again_on_new_decoders_and_fails_only_if_
 ) -> None:
     decoders = DecodePool(1)
     try:
-        shape, dtype = model.problem.item_layout
+        shape, dtype = model.problem.preprocessor.layout
         slow = png((0, 255, 0), (1024, 768))  # about 20 ms a decode: 50 of them outlast a few kills
         with SharedBatches(1, 50, shape, dtype) as batches:
             green = task(model, batches, [((0, 0), png((0, 255, 0)))])
@@ -112,7 +114,7 @@ def test_a_hung_decoder_fails_its_task_alone_and_is_replaced(model: LoadedModel)
     other task in flight runs again on the new decoders, and the pool goes on."""
     decoders = DecodePool(1)
     try:
-        shape, dtype = model.problem.item_layout
+        shape, dtype = model.problem.preprocessor.layout
         with SharedBatches(1, 2, shape, dtype) as batches:
             red, blue = (task(model, batches, [((0, row), png(colour))]) for row, colour in enumerate(RED_BLUE))
             decoders.submit(red).result(30)
@@ -187,13 +189,13 @@ def test_executor_predicts_inline_content_and_passes_known_errors_through(
     ] + [Input(f"inline-blue-{i}", content=png((0, 0, 255))) for i in range(7)]
     shards: list[ShardBuffer] = []
     config = PipelineConfig(batch_size=3, io_threads=2, shard_size=5, inference_streams=2)
-    params = model.problem.parse_params({"score_threshold": "0.5"})
+    params = model.problem.Params(score_threshold=0.5)
     LocalExecutor(model, storage, params, config, pool).run(
         inputs, len(inputs), set(), shards.append, threading.Event()
     )
 
     assert sorted(s.index for s in shards) == [0, 1, 2]  # two streams may complete them out of order
-    results = {item_id: found[0].label for s in shards for _, item_id, found in s.results}
+    results = {item_id: found.labels[0].label for s in shards for _, item_id, found in s.results}
     errors = {item_id: status for s in shards for _, item_id, status in s.errors}
     assert results == {"inline-red": "red", "gs://b/green.png": "green"} | {
         f"inline-blue-{i}": "blue" for i in range(7)
@@ -220,7 +222,7 @@ def test_every_input_lands_once_in_a_complete_shard_when_streams_race(
             expected[f"{name}-{i}"] = name
     shards: list[ShardBuffer] = []
     config = PipelineConfig(batch_size=4, io_threads=3, shard_size=7, inference_streams=3)
-    params = model.problem.parse_params({"score_threshold": "0.5"})
+    params = model.problem.Params(score_threshold=0.5)
     LocalExecutor(model, Storage(Settings(data_dir=tmp_path)), params, config, pool).run(
         inputs, len(inputs), set(), shards.append, threading.Event()
     )
@@ -231,5 +233,5 @@ def test_every_input_lands_once_in_a_complete_shard_when_streams_race(
     for shard in shards:
         assert {index // 7 for index, _, _ in [*shard.results, *shard.errors]} == {shard.index}
         assert len(shard.results) + len(shard.errors) == shard.expected
-    got = {item_id: found[0].label for s in shards for _, item_id, found in s.results}
+    got = {item_id: found.labels[0].label for s in shards for _, item_id, found in s.results}
     assert got == {item_id: name for item_id, name in expected.items() if name is not None}

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from batchline.errors import InvalidArgument
 from batchline.models.repository import ModelRepository
-from batchline.problems.detector_outputs import nms
+from batchline.problems.image.detector import nms
 from tests.support import (
     BASE,
     assert_error,

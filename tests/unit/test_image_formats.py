@@ -12,7 +12,7 @@ from PIL import Image
 
 from batchline.errors import InvalidArgument
 from batchline.models.manifest import InputSpec
-from batchline.problems.images import decode_image
+from batchline.problems.image.decode import decode_image
 from tests.support import BASE, output_folder, predict_body, read_jsonl, submit, wait_done, write_image
 
 SPEC = InputSpec(size=[32, 32], resize="stretch")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from batchline.config import Settings
-from batchline.domain.annotations import Annotation
 from batchline.domain.jobs import Job, JobKind, JobState
+from batchline.domain.predictions import Classification, Label
 from batchline.errors import InvalidArgument
 from batchline.models.repository import ModelRepository
 from batchline.problems import problem_for
@@ -20,7 +20,7 @@ from batchline.writers.automl import AutomlWriter
 from batchline.writers.vertex import VertexWriter
 
 OUTPUT = {"gcsDestination": {"outputUriPrefix": "gs://b/out"}}
-RED = [Annotation("red", 0.9), Annotation("green", 0.1)]
+RED = Classification((Label("red", 0.9),))
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_an_automl_job_reads_csv_lists_and_fails_above_the_failed_ratio(
     plan = plan_job(job(JobKind.BATCH_PREDICT, request), problem, Storage(settings), settings)
 
     assert [i.uri for i in plan.inputs()] == ["gs://b/a.jpg", "gs://b/b.jpg"] and plan.count_inputs() == 2
-    assert plan.params["score_threshold"] == 0.3 and plan.output_prefix == "gs://b/out"
+    assert plan.params.score_threshold == 0.3 and plan.output_prefix == "gs://b/out"
     assert plan.max_failed_ratio == settings.max_failed_ratio and plan.batch_size is None
     assert isinstance(plan.writer("gs://b/out/x"), AutomlWriter)
     assert json.loads(plan.encoder.result_line("gs://b/a.jpg", RED))["ID"] == "gs://b/a.jpg"
@@ -69,7 +69,7 @@ def test_a_vertex_job_reads_instances_takes_model_parameters_and_its_batch_size(
 
     good, bad = plan.inputs()
     assert good.uri == "gs://b/a.jpg" and bad.error is not None and plan.count_inputs() == 2
-    assert plan.params["score_threshold"] == 0.5 and plan.batch_size == 3
+    assert plan.params.score_threshold == 0.5 and plan.batch_size == 3
     assert plan.max_failed_ratio is None  # a job with failed instances succeeds
     assert isinstance(plan.writer("gs://b/out/x"), VertexWriter)
     line = json.loads(plan.encoder.result_line(good.id, RED))

@@ -1,4 +1,4 @@
-"""Vertex output: modelParameters mapped per scenario, line encoding, and the predictions_00001.jsonl layout."""
+"""Vertex output: modelParameters mapped per problem, line encoding, and the predictions_00001.jsonl layout."""
 
 from __future__ import annotations
 
@@ -8,26 +8,36 @@ from pathlib import Path
 import pytest
 
 from batchline.config import Settings
-from batchline.domain.annotations import Annotation
 from batchline.domain.jobs import ShardRecord
+from batchline.domain.predictions import Classification, Detection, Detections, Label
 from batchline.errors import InvalidArgument
-from batchline.problems.vertex_params import VertexParams, vertex_params
+from batchline.models.manifest import Manifest
+from batchline.problems import problem_for
 from batchline.storage import Storage
+from batchline.surfaces import vertex
+from batchline.surfaces.vertex import VertexEncoder
 from batchline.writers.automl import AutomlWriter
-from batchline.writers.vertex import VertexEncoder, VertexWriter
+from batchline.writers.vertex import VertexWriter
 
 INSTANCE = '{"instance":{"content":"gs://b/a.jpg","mimeType":"image/jpeg"}}'
-FOUND = [Annotation("red", 0.9), Annotation("green", 0.07), Annotation("blue", 0.03)]
-BOXES = [Annotation("star", 0.97, (0.1, 0.2, 0.5, 0.6)), Annotation("circle", 0.6, (0.0, 0.0, 0.3, 0.4))]
+FOUND = Classification((Label("red", 0.9), Label("green", 0.07)))
+BOXES = Detections((Detection("star", 0.97, (0.1, 0.2, 0.5, 0.6)), Detection("circle", 0.6, (0.0, 0.0, 0.3, 0.4))))
 
 
-def test_model_parameters_map_to_each_scenarios_params() -> None:
-    assert vertex_params("image_classification", None) == VertexParams({"score_threshold": "0.0"}, 10)
-    assert vertex_params("image_classification", {"confidenceThreshold": 0.25, "maxPredictions": 2}) == VertexParams(
-        {"score_threshold": "0.25"}, 2
+def problem(name: str):
+    output = {"format": "yolo"} if name == "image_object_detection" else {}
+    return problem_for(
+        Manifest(id="m", display_name="m", problem=name, labels=["a"], input={"size": [8, 8]}, output=output)
     )
-    detection = vertex_params("image_object_detection", {"confidence_threshold": 1, "max_predictions": 5.0})
-    assert detection == VertexParams({"score_threshold": "1.0", "max_bounding_box_count": "5"}, 5)
+
+
+def test_model_parameters_map_to_each_problems_params() -> None:
+    classifier, detector = problem("image_classification"), problem("image_object_detection")
+    assert vertex.params(classifier, None).model_dump() == {"score_threshold": 0.0, "max_predictions": 10}
+    given = {"confidenceThreshold": 0.25, "maxPredictions": 2}
+    assert vertex.params(classifier, given).model_dump() == {"score_threshold": 0.25, "max_predictions": 2}
+    typed = vertex.params(detector, {"confidence_threshold": 1, "max_predictions": 5.0})
+    assert typed.model_dump() == {"score_threshold": 1.0, "max_bounding_box_count": 5}
 
 
 @pytest.mark.parametrize(
@@ -35,11 +45,11 @@ def test_model_parameters_map_to_each_scenarios_params() -> None:
 )
 def test_model_parameters_of_the_wrong_type_are_invalid(given: object) -> None:
     with pytest.raises(InvalidArgument):
-        vertex_params("image_classification", given)
+        vertex.params(problem("image_classification"), given)
 
 
-def test_classification_line_keeps_the_instance_and_the_best_predictions() -> None:
-    line = json.loads(VertexEncoder.for_problem("image_classification", 2).result_line(INSTANCE, FOUND))
+def test_classification_line_keeps_the_instance_and_the_predictions() -> None:
+    line = json.loads(VertexEncoder().result_line(INSTANCE, FOUND))
 
     assert line == {
         "instance": {"content": "gs://b/a.jpg", "mimeType": "image/jpeg"},
@@ -48,10 +58,10 @@ def test_classification_line_keeps_the_instance_and_the_best_predictions() -> No
 
 
 def test_detection_line_has_bboxes_as_xmin_xmax_ymin_ymax_and_a_key() -> None:
-    encoder = VertexEncoder.for_problem("image_object_detection", 10)
+    encoder = VertexEncoder()
 
     line = json.loads(encoder.result_line('{"key":"k1"}', BOXES))
-    empty = json.loads(encoder.result_line('{"key":"k2"}', []))
+    empty = json.loads(encoder.result_line('{"key":"k2"}', Detections(())))
 
     assert line["key"] == "k1" and "instance" not in line
     assert line["prediction"]["bboxes"] == [[0.1, 0.5, 0.2, 0.6], [0.0, 0.3, 0.0, 0.4]]
@@ -62,7 +72,7 @@ def test_detection_line_has_bboxes_as_xmin_xmax_ymin_ymax_and_a_key() -> None:
 def test_error_line_and_failure_message() -> None:
     status = {"code": 5, "message": "gs://b/a.jpg does not exist"}
 
-    encoder = VertexEncoder(False, 10)
+    encoder = VertexEncoder()
 
     line = json.loads(encoder.error_line(INSTANCE, status))
 

@@ -17,6 +17,7 @@ from batchline.api.http import Verbs, json_body, page, refuse_other_methods
 from batchline.api.limits import MAX_BODY_BYTES, MAX_PREDICT_BODY_BYTES
 from batchline.errors import InvalidArgument
 from batchline.services import Services
+from batchline.surfaces import automl
 
 PREFIX = "/v1/projects/{project}/locations/{location}"
 MAX_WAIT_SECONDS = 600
@@ -98,8 +99,8 @@ def _model_routes(router: APIRouter, services: Services) -> None:
         req = schemas.parse(schemas.PredictRequest, body)
         if req.payload.image is None:
             raise InvalidArgument('payload.image is required: {"payload": {"image": {"imageBytes": BASE64}}}')
-        annotations, metadata = models.predict(model_id, req.payload.image.decoded(), req.params)
-        return {"payload": [schemas.online_annotation(a) for a in annotations], "metadata": metadata}
+        prediction, metadata = models.predict(model_id, req.payload.image.decoded(), req.params)
+        return {"payload": automl.online_payload(prediction), "metadata": metadata}
 
 
 def _operation_routes(router: APIRouter, services: Services) -> None:

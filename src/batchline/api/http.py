@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 
 from batchline.api.limits import MAX_BODY_BYTES, mebibytes
 from batchline.errors import InvalidArgument, NotFound, PayloadTooLarge
-from batchline.storage import MAX_IMAGE_BYTES
+from batchline.problems.image.decode import MAX_IMAGE_BYTES
 
 DEFAULT_PAGE_SIZE = 50
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from batchline.storage import MAX_IMAGE_BYTES
+from batchline.problems.image.decode import MAX_IMAGE_BYTES
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_PREDICT_BODY_BYTES = 4 * math.ceil(MAX_IMAGE_BYTES / 3) + MAX_BODY_BYTES

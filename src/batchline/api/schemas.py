@@ -11,14 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from batchline.api.limits import MAX_INPUT_URIS, MAX_PARAM_CHARS, MAX_PARAMS, MAX_URI_CHARS
-from batchline.domain.annotations import Annotation
 from batchline.domain.jobs import Job, JobKind
 from batchline.errors import InvalidArgument
 from batchline.models.repository import StoredModel
 from batchline.names import model_name, operation_name
-from batchline.problems import problem_for
-from batchline.storage import MAX_IMAGE_BYTES
-from batchline.writers.automl import box_vertices
+from batchline.problems.image.decode import MAX_IMAGE_BYTES
+from batchline.surfaces import automl
 
 TYPE_PREFIX = "type.googleapis.com/"
 
@@ -130,16 +128,6 @@ def timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def online_annotation(annotation: Annotation) -> dict[str, Any]:
-    payload: dict[str, Any] = {"annotationSpecId": annotation.label, "displayName": annotation.label}
-    if annotation.box is None:
-        payload["classification"] = {"score": annotation.score}
-    else:
-        vertices = box_vertices(annotation.box)
-        payload["imageObjectDetection"] = {"boundingBox": {"normalizedVertices": vertices}, "score": annotation.score}
-    return payload
-
-
 def model_resource(project: str, location: str, model: StoredModel, deployed: bool) -> dict[str, Any]:
     created = timestamp(model.create_time.timestamp())
     return {
@@ -150,7 +138,7 @@ def model_resource(project: str, location: str, model: StoredModel, deployed: bo
         "updateTime": created,
         "deploymentState": "DEPLOYED" if deployed else "UNDEPLOYED",
         "etag": str(int(model.create_time.timestamp())),
-        problem_for(model.manifest).model_metadata_key: {"modelType": model.manifest.format, "nodeCount": "1"},
+        automl.model_metadata_key(model.manifest.problem): {"modelType": model.manifest.format, "nodeCount": "1"},
     }
 
 

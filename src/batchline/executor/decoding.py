@@ -10,12 +10,16 @@ the rows where the decoders wrote them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import itertools
 import math
 import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future, InvalidStateError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -27,7 +31,7 @@ import numpy as np
 from batchline.config import Settings
 from batchline.models.manifest import Manifest
 from batchline.problems import problem_for
-from batchline.problems.base import Problem
+from batchline.problems.base import Preprocessor, Problem, Source
 from batchline.storage import Storage
 
 Slot = tuple[int, int]  # (batch, row) in the shared batches
@@ -46,13 +50,23 @@ class BatchesRef:
 
 @dataclass(frozen=True)
 class DecodeTask:
-    """Inputs for decoders: each goes into its slot, from its bytes or from a URI on this machine (read by the
-    decoder with the job's storage rules)."""
+    """Items for decoders: each goes into its slot, from its input's bytes or from a URI the decoder reads (or, for
+    a preprocessor that streams, opens) itself with the job's storage rules, and its ref (which frame)."""
 
     manifest_json: str  # the model, to build its problem
     storage_json: str  # the settings, to build the storage that reads URIs
     batches: BatchesRef
-    work: list[tuple[Slot, bytes | str]]
+    work: list[tuple[Slot, bytes | str, Any]]
+
+
+@dataclass(frozen=True)
+class PlanTask:
+    """Inputs for a decoder to plan (how many items each holds), from their bytes or URIs, with their args."""
+
+    manifest_json: str
+    storage_json: str
+    params_json: str  # the job's params, which a plan may depend on (a frame rate)
+    work: list[tuple[bytes | str, dict[str, Any]]]
 
 
 class SharedBatches:
@@ -103,10 +117,10 @@ class DecodePool:
             pool.submit(int)
         return pool
 
-    def submit(self, task: DecodeTask) -> Future:
-        """Decode a chunk of inputs into their slots of the batches, in one task (a task costs about 0.1 ms of
-        pickling and hand-offs: as much as a tenth of decoding an image). The future holds, per input, its facts
-        or the exception that says why it cannot be predicted."""
+    def submit(self, task: DecodeTask | PlanTask) -> Future:
+        """Decode a chunk of items into their slots of the batches, in one task (a task costs about 0.1 ms of
+        pickling and hand-offs: as much as a tenth of decoding an image), or plan a few inputs. The future holds,
+        per item (or input), its facts (or plan) or the exception that says why it cannot be predicted."""
         outcome: Future = Future()
         self._attempt(task, outcome, retries=1)
         return outcome
@@ -125,20 +139,21 @@ class DecodePool:
             self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _attempt(self, task: DecodeTask, outcome: Future, retries: int) -> None:
+    def _attempt(self, task: DecodeTask | PlanTask, outcome: Future, retries: int) -> None:
         with self._lock:
             if self._closed:
                 _settle(outcome, exception=BrokenProcessPool("the decoders are shutting down"))
                 return
+            run = _plan_all if isinstance(task, PlanTask) else _decode_all
             try:
-                attempt = self._pool.submit(_decode_all, task)
+                attempt = self._pool.submit(run, task)
             except (BrokenProcessPool, RuntimeError):  # a decoder died: start afresh
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._start()
-                attempt = self._pool.submit(_decode_all, task)
+                attempt = self._pool.submit(run, task)
         attempt.add_done_callback(functools.partial(self._attempted, task, outcome, retries))
 
-    def _attempted(self, task: DecodeTask, outcome: Future, retries: int, attempt: Future) -> None:
+    def _attempted(self, task: DecodeTask | PlanTask, outcome: Future, retries: int, attempt: Future) -> None:
         if outcome.done():  # cancelled, or failed by recycle
             return
         try:
@@ -206,13 +221,43 @@ def _batches(ref: BatchesRef) -> np.ndarray:
 
 
 def _decode_all(task: DecodeTask) -> list[Any]:
-    problem, target = _problem(task.manifest_json), _batches(task.batches)
-    return [_decode_one(problem, task.storage_json, source, target[slot]) for slot, source in task.work]
+    """Each item's facts, or its exception. Consecutive items of one input (a video's frames) are filled in one
+    call, from one read or one open of their source."""
+    preprocessor, target = _problem(task.manifest_json).preprocessor, _batches(task.batches)
+    storage = _storage(task.storage_json)
+    facts: list[Any] = []
+    for source, run in itertools.groupby(task.work, key=lambda entry: entry[1]):
+        slots, refs = zip(*((slot, ref) for slot, _, ref in run), strict=True)
+        try:
+            with _opened(preprocessor, storage, source) as data:
+                found = preprocessor.fill(data, refs, [target[slot] for slot in slots])
+        except Exception as exc:  # these items' error; the others of the task go on
+            found = [exc] * len(refs)
+        facts.extend(found)
+    return facts
 
 
-def _decode_one(problem: Problem, storage_json: str, source: bytes | str, out: np.ndarray) -> Any:
-    try:
-        data = source if isinstance(source, bytes) else _storage(storage_json).read(source)
-        return problem.decode_into(data, out)
-    except Exception as exc:  # this input's error line; the others of the task go on
-        return exc
+def _plan_all(task: PlanTask) -> list[Any]:
+    """Each input's plan, or its exception."""
+    problem = _problem(task.manifest_json)
+    storage, params = _storage(task.storage_json), problem.Params.model_validate_json(task.params_json)
+    plans: list[Any] = []
+    for source, args in task.work:
+        try:
+            with _opened(problem.preprocessor, storage, source) as data:
+                plans.append(problem.preprocessor.plan(data, args, params))
+        except Exception as exc:  # this input's error
+            plans.append(exc)
+    return plans
+
+
+@contextlib.contextmanager
+def _opened(preprocessor: Preprocessor, storage: Storage, source: bytes | str) -> Iterator[Source]:
+    """What a preprocessor reads: whole bytes, or an open, seekable file for one that streams."""
+    if not preprocessor.streams:
+        yield source if isinstance(source, bytes) else storage.read(source, preprocessor.max_bytes)
+    elif isinstance(source, bytes):
+        yield io.BytesIO(source)
+    else:
+        with storage.open(source) as handle:
+            yield handle

@@ -18,17 +18,37 @@ import csv
 import io
 import json
 import mimetypes
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from batchline.errors import InvalidArgument
 from batchline.executor.inputs import Input, read_input_file
-from batchline.storage import MAX_IMAGE_BYTES, Storage
+from batchline.problems.image.decode import MAX_IMAGE_BYTES
+from batchline.storage import Storage
 
 FORMATS = ("jsonl", "csv", "file-list")
 INSTANCE_TYPES = ("", "object", "array")
-_IMAGE_INSTANCE = '{"content": "gs://BUCKET/IMAGE.jpg" or base64 bytes, "mimeType": "image/jpeg"}'
+
+
+def _no_args(fields: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Media:
+    """What a model's instances hold: their MIME family, the largest inline content, an example instance for
+    messages, and which instance fields its preprocessor takes as args (INVALID_ARGUMENT if they are wrong)."""
+
+    kind: str  # "image": mimeType image/...
+    max_bytes: int
+    example: str
+    args: Callable[[dict[str, Any]], dict[str, Any]] = _no_args
+
+
+IMAGE = Media(
+    "image", MAX_IMAGE_BYTES, '{"content": "gs://BUCKET/IMAGE.jpg" or base64 bytes, "mimeType": "image/jpeg"}'
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +61,10 @@ class InstanceSource:
     key_field: str = ""
     included_fields: tuple[str, ...] = ()
     excluded_fields: tuple[str, ...] = ()
+    media: Media = IMAGE
 
     @classmethod
-    def from_job(cls, job: dict[str, Any]) -> InstanceSource:
+    def from_job(cls, job: dict[str, Any], media: Media = IMAGE) -> InstanceSource:
         """From a Vertex job body (camelCase, as the API stores it); `check` it before use."""
         inputs, instance = job.get("inputConfig") or {}, job.get("instanceConfig") or {}
         return cls(
@@ -53,6 +74,7 @@ class InstanceSource:
             key_field=instance.get("keyField", ""),
             included_fields=tuple(instance.get("includedFields") or ()),
             excluded_fields=tuple(instance.get("excludedFields") or ()),
+            media=media,
         )
 
     def check(self) -> None:
@@ -127,10 +149,14 @@ def _jsonl(text: str, uri: str, source: InstanceSource) -> Iterator[Input]:
         try:
             record = json.loads(line)
         except ValueError as exc:
-            yield _failed({"instance": line}, f"{uri} line {number} is not JSON ({exc}); write one {_IMAGE_INSTANCE}")
+            yield _failed(
+                {"instance": line}, f"{uri} line {number} is not JSON ({exc}); write one {source.media.example}"
+            )
             continue
         if not isinstance(record, dict):
-            yield _failed({"instance": record}, f"{uri} line {number} is not a JSON object; write {_IMAGE_INSTANCE}")
+            yield _failed(
+                {"instance": record}, f"{uri} line {number} is not a JSON object; write {source.media.example}"
+            )
             continue
         yield _instance(record, record, source)
 
@@ -170,26 +196,29 @@ def _instance(record: dict[str, Any], given: Any, source: InstanceSource) -> Inp
         fields = {k: v for k, v in fields.items() if k in source.included_fields}
     fields = {k: v for k, v in fields.items() if k not in source.excluded_fields}
     try:
-        uri, content = _image(fields)
+        uri, content = _content(fields, source.media)
+        args = source.media.args(fields)
     except InvalidArgument as exc:
         return Input(_head_id(head), error=exc.to_status())
-    return Input(_head_id(head), uri=uri, content=content)
+    return Input(_head_id(head), uri=uri, content=content, args=args)
 
 
-def _image(fields: dict[str, Any]) -> tuple[str | None, bytes | None]:
-    """(where to read the image, or its inline bytes) from an instance's fields."""
+def _content(fields: dict[str, Any], media: Media) -> tuple[str | None, bytes | None]:
+    """(where to read the content, or its inline bytes) from an instance's fields."""
     content, mime = fields.get("content"), fields.get("mimeType")
     if not isinstance(content, str) or not content:
         narrowed = " (after instanceConfig includedFields / excludedFields)" if "content" not in fields else ""
-        raise InvalidArgument(f'instance has no "content" string{narrowed}; write {_IMAGE_INSTANCE}')
-    if mime is not None and not (isinstance(mime, str) and mime.startswith("image/")):
-        raise InvalidArgument(f"mimeType {mime!r} is not an image type; image models take image/jpeg, image/png ...")
+        raise InvalidArgument(f'instance has no "content" string{narrowed}; write {media.example}')
+    if mime is not None and not (isinstance(mime, str) and mime.startswith(media.kind + "/")):
+        raise InvalidArgument(
+            f"mimeType {mime!r} is not an {media.kind} type; {media.kind} models take {media.kind}/... types"
+        )
     if "://" in content:  # base64 has no ':'; a URI always does
         return content, None
     try:
         data = base64.b64decode(content, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidArgument('"content" is neither a gs:// URI nor valid base64') from None
-    if len(data) > MAX_IMAGE_BYTES:
-        raise InvalidArgument(f'"content" is larger than the {MAX_IMAGE_BYTES // 2**20} MB image limit')
+    if len(data) > media.max_bytes:
+        raise InvalidArgument(f'"content" is larger than the {media.max_bytes // 2**20} MB {media.kind} limit')
     return None, data

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from batchline.domain.predictions import Prediction
 from batchline.models.repository import ModelRepository, StoredModel
 from batchline.problems import problem_for
-from batchline.problems.base import Problem
+from batchline.problems.base import Params, Problem
 from batchline.runtimes import load_runtime
 from batchline.runtimes.base import Runtime
 
@@ -22,6 +23,11 @@ class LoadedModel:
     def load(cls, stored: StoredModel, threads: int = 0) -> LoadedModel:
         runtime = load_runtime(stored.manifest, stored.artifact_path, threads=threads)
         return cls(stored, problem_for(stored.manifest), runtime)
+
+    def predict(self, data: bytes, params: Params) -> Prediction:
+        """One input's prediction, on this thread (online prediction: a single item, no decoders)."""
+        batch, facts = self.problem.preprocessor.batch([data])
+        return self.problem.predictions(self.runtime.predict_batch(batch), facts, params)[0]
 
     def close(self) -> None:
         self.runtime.close()

@@ -1,4 +1,4 @@
-"""Problems (ML scenarios): how inputs are read, preprocessed and turned into annotations."""
+"""Problems (ML scenarios): each wires a preprocessor, a postprocessor and a reducer, with its typed params."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from batchline.problems.base import Problem
 PROBLEMS: Registry[type[Problem]] = Registry(
     "problem",
     {
-        "image_classification": "batchline.problems.image_classification:ImageClassification",
-        "image_object_detection": "batchline.problems.image_object_detection:ImageObjectDetection",
+        "image_classification": "batchline.problems.image.classification:ImageClassification",
+        "image_object_detection": "batchline.problems.image.detection:ImageObjectDetection",
     },
 )
 

@@ -1,91 +1,127 @@
-"""A problem (ML scenario) owns its input rows, params, preprocessing and postprocessing; not the transport."""
+"""A problem (ML scenario) wires three parts that the engine runs without knowing which problem it is:
+
+    Preprocessor   an input's source -> rows of the model's input, one per item     (in the decoder processes)
+    Postprocessor  a batch's model outputs -> one output per item, before any filtering      (infer threads)
+    Reducer        all of an input's item outputs -> its Prediction, filtered by the params
+
+An image is one item; a video is as many items as frames it samples (its preprocessor `expands`: it plans the
+items first, in a decoder). Items of many inputs share batches; the executor gathers an input's outputs back in
+item order before its reducer runs. Params are typed, one pydantic model per problem; each surface maps its own
+wire parameters onto them (surfaces/).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import IO, Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
-from batchline.domain.annotations import Annotation
+from batchline.domain.predictions import Prediction
 from batchline.errors import InvalidArgument
 from batchline.models.manifest import Manifest
 
+Source = bytes | IO[bytes]  # an input's whole bytes, or (for a preprocessor that streams) its open, seekable file
 
-class Problem(ABC):
-    name: ClassVar[str]
-    output_stem: ClassVar[str]  # batch result files are <output_stem>_N.jsonl
-    model_metadata_key: ClassVar[str]  # the Model resource's *ModelMetadata field
-    row_format: ClassVar[str]  # the CSV columns, for error messages
-    params_defaults: ClassVar[dict[str, str]]
+
+class Params(BaseModel):
+    """A problem's parameters, typed, with their defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The items one input holds: a small, picklable ref per item (a frame's timestamp), and what its reducer
+    needs to know about the input as a whole (a video's duration)."""
+
+    refs: tuple[Any, ...]
+    facts: Any = None
+
+
+ONE_ITEM = Plan((None,))  # the plan of every input of a preprocessor that does not expand
+
+
+class Preprocessor(ABC):
+    """Rebuilt in each decoder process from the manifest, so it holds nothing that cannot be rebuilt."""
+
+    expands: ClassVar[bool] = False  # plan() says how many items an input has
+    streams: ClassVar[bool] = False  # reads its source as a seekable file (never whole) rather than as bytes
+    max_bytes: ClassVar[int | None] = None  # the largest whole source it takes
+    extensions: ClassVar[tuple[str, ...]] = ()  # of the URIs it takes, lower case; () = any
+    noun: ClassVar[str] = "inputs"  # what its inputs are called in messages
 
     def __init__(self, manifest: Manifest):
         self.manifest = manifest
 
-    def parse_params(self, params: dict[str, str]) -> dict[str, Any]:
-        """Typed params with defaults filled in; InvalidArgument for an unknown key or a bad value."""
-        unknown = sorted(set(params) - set(self.params_defaults))
-        if unknown:
-            allowed = ", ".join(sorted(self.params_defaults))
-            raise InvalidArgument(f"unknown params {unknown} for {self.name}; allowed: {allowed}")
-        merged = {**self.params_defaults, **params}
-        return {key: self.parse_param(key, str(value)) for key, value in merged.items()}
-
-    @abstractmethod
-    def parse_param(self, key: str, value: str) -> Any: ...
-
-    @abstractmethod
-    def parse_row(self, fields: list[str]) -> str:
-        """The input ID (a storage URI) from one CSV row's fields; ValueError says what is wrong."""
-
-    @abstractmethod
-    def check_input(self, uri: str) -> None:
-        """Reject an input before fetching it (e.g. its extension); InvalidArgument."""
+    def check_uri(self, uri: str) -> None:
+        """Refuse an input by its URI before reading it: INVALID_ARGUMENT for an extension it does not take."""
+        suffix = PurePosixPath(uri.split("?")[0]).suffix.lower()
+        if self.extensions and suffix not in self.extensions:
+            raise InvalidArgument(
+                f"unsupported file extension {suffix or '(none)'!r}; {self.noun} must be {', '.join(self.extensions)}"
+            )
 
     @property
     @abstractmethod
-    def item_layout(self) -> tuple[tuple[int, ...], np.dtype]:
-        """Shape and dtype of one input in the model's input tensor (batches are filled in place)."""
+    def layout(self) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of one item's row in the model's input batch."""
+
+    def plan(self, source: Source, args: dict[str, Any], params: Params) -> Plan:
+        """The items of one input; InvalidArgument if it cannot be used. Only for a preprocessor that expands."""
+        raise NotImplementedError(f"{type(self).__name__} does not expand its inputs")
 
     @abstractmethod
-    def decode_into(self, data: bytes, out: np.ndarray) -> Any:
-        """Preprocess one input's bytes into `out` (one row of a batch); return what postprocess needs to know
-        about it besides the model's outputs (for an image, where it lies in the model's input). InvalidArgument
-        if it cannot be decoded."""
+    def fill(self, source: Source, refs: Sequence[Any], rows: Sequence[np.ndarray]) -> list[Any]:
+        """Write each item's row; return each item's facts for the postprocessor, or the exception that says why
+        that item cannot be predicted."""
 
-    def decode_batch(self, inputs: list[bytes]) -> tuple[np.ndarray, list[Any]]:
-        """A batch tensor of a few inputs and their facts, for online prediction and tools."""
-        shape, dtype = self.item_layout
-        batch = np.empty((len(inputs), *shape), dtype)
-        return batch, [self.decode_into(data, row) for data, row in zip(inputs, batch, strict=True)]
+    def batch(self, sources: Sequence[bytes]) -> tuple[np.ndarray, list[Any]]:
+        """A batch of inputs of one item each, and their facts, on this thread (online prediction and tools);
+        the first input that cannot be read raises."""
+        shape, dtype = self.layout
+        rows = np.empty((len(sources), *shape), dtype)
+        facts = [self.fill(data, [None], [row])[0] for data, row in zip(sources, rows, strict=True)]
+        for found in facts:
+            if isinstance(found, BaseException):
+                raise found
+        return rows, facts
+
+
+class Postprocessor(ABC):
+    def __init__(self, manifest: Manifest):
+        self.manifest = manifest
 
     @abstractmethod
-    def postprocess(
-        self, outputs: dict[str, np.ndarray], facts: list[Any], params: dict[str, Any]
-    ) -> list[list[Annotation]]:
-        """Model outputs for a batch, and what decode_into returned for each input -> annotations per input,
-        filtered and sorted."""
-
-    def result_metadata(self, params: dict[str, Any]) -> dict[str, str]:
-        """BatchPredictResult.metadata / PredictResponse.metadata."""
-        return {}
+    def decode(self, outputs: dict[str, np.ndarray], facts: Sequence[Any], params: Params) -> list[Any]:
+        """A batch's model outputs, and the facts fill returned for each of its items -> one output per item, as
+        little filtered as the reducer needs (a tracker wants the low-score boxes too)."""
 
 
-def parse_positive_int(key: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidArgument(f"params.{key} must be a whole number >= 1, got {value!r}") from None
-    if number < 1:
-        raise InvalidArgument(f"params.{key} must be >= 1, got {value!r}")
-    return number
+class Reducer(ABC):
+    @abstractmethod
+    def reduce(self, facts: Any, items: Sequence[Any], params: Params) -> Prediction:
+        """An input's item outputs, in item order, and its plan's facts -> its prediction."""
 
 
-def parse_unit_interval(key: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidArgument(f"params.{key} must be a number between 0 and 1, got {value!r}") from None
-    if not 0.0 <= number <= 1.0:
-        raise InvalidArgument(f"params.{key} must be between 0 and 1, got {value!r}")
-    return number
+class Problem:
+    """A scenario: its params and its three parts. Subclasses only wire them."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    batch_only: ClassVar[bool] = False  # no online prediction (video)
+    preprocessor: Preprocessor
+    postprocessor: Postprocessor
+    reducer: Reducer
+
+    def __init__(self, manifest: Manifest):
+        self.manifest = manifest
+
+    def predictions(self, outputs: dict[str, np.ndarray], facts: Sequence[Any], params: Params) -> list[Prediction]:
+        """The predictions of a batch of inputs of one item each (online prediction and tools)."""
+        items = self.postprocessor.decode(outputs, facts, params)
+        return [self.reducer.reduce(None, [item], params) for item in items]

@@ -12,6 +12,7 @@ from batchline.models.repository import ModelRepository
 from batchline.problems import problem_for
 from batchline.storage import Storage
 from batchline.store import JobStore
+from batchline.surfaces import automl
 
 
 class JobService:
@@ -24,7 +25,7 @@ class JobService:
     def submit_batch_predict(self, project: str, location: str, model_id: str, request: dict[str, Any]) -> Job:
         """Check what can be checked at once, record the job, and return it queued."""
         model = self.repository.get(model_id)
-        problem_for(model.manifest).parse_params(request.get("params") or {})
+        automl.params(problem_for(model.manifest), request.get("params") or {})
         prefix = request["outputConfig"]["gcsDestination"]["outputUriPrefix"]
         self.storage.check_output_prefix(prefix)
         job = Job.new(JobKind.BATCH_PREDICT, project, location, model_id, JobState.QUEUED, request=request)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from batchline.domain.annotations import Annotation
 from batchline.domain.jobs import Job, JobKind, JobState
+from batchline.domain.predictions import Prediction
+from batchline.errors import InvalidArgument
 from batchline.models.loaded import ModelCache
 from batchline.models.repository import ModelRepository, StoredModel
+from batchline.problems import problem_for
 from batchline.store import JobStore
+from batchline.surfaces import automl
 
 
 class ModelService:
@@ -41,11 +44,13 @@ class ModelService:
     def _done_operation(self, project: str, location: str, model_id: str, kind: JobKind) -> Job:
         return self.store.create(Job.new(kind, project, location, model_id, JobState.SUCCEEDED))
 
-    def predict(self, model_id: str, data: bytes, params: dict[str, str]) -> tuple[list[Annotation], dict[str, str]]:
-        """Annotations for one input, highest score first, and the response metadata."""
-        loaded = self.cache.get(model_id)
-        problem = loaded.problem
-        typed = problem.parse_params(params)
-        batch, facts = problem.decode_batch([data])
-        outputs = loaded.runtime.predict_batch(batch)
-        return problem.postprocess(outputs, facts, typed)[0], problem.result_metadata(typed)
+    def predict(self, model_id: str, data: bytes, params: dict[str, str]) -> tuple[Prediction, dict[str, str]]:
+        """One input's prediction and the response metadata (AutoML `:predict`)."""
+        problem = problem_for(self.repository.get(model_id).manifest)
+        if problem.batch_only:
+            raise InvalidArgument(
+                f"model {model_id!r} is a {problem.name} model, which serves batch prediction only "
+                "(models/M:batchPredict or a batchPredictionJob), not :predict"
+            )
+        typed = automl.params(problem, params)
+        return self.cache.get(model_id).predict(data, typed), automl.result_metadata(problem, typed)

@@ -11,9 +11,9 @@ from batchline.errors import FailedPrecondition, InvalidArgument, NotFound
 from batchline.executor.vertex_inputs import InstanceSource
 from batchline.models.repository import ModelRepository, StoredModel
 from batchline.problems import problem_for
-from batchline.problems.vertex_params import vertex_params
 from batchline.storage import Storage
 from batchline.store import JobStore
+from batchline.surfaces import vertex
 
 MODEL_VERSIONS = ("1", "default")  # the one version of every model: its id and its alias
 _MODEL_NAME = re.compile(r"(?:projects/[^/]+/locations/[^/]+/)?(?:models/)?(?P<id>[^/@]+)(?:@(?P<version>[^/]*))?")
@@ -45,10 +45,10 @@ class VertexJobService:
 
     def create(self, project: str, location: str, request: dict[str, Any]) -> Job:
         """Check what can be checked at once (formats, model, parameters, output bucket), record the job queued."""
-        InstanceSource.from_job(request).check()
         model = resolve_model(self.repository, request["model"])
         problem = problem_for(model.manifest)
-        problem.parse_params(vertex_params(problem.name, request.get("modelParameters")).params)
+        InstanceSource.from_job(request, vertex.spec(problem).media).check()
+        vertex.params(problem, request.get("modelParameters"))
         self.storage.check_output_prefix(request["outputConfig"]["gcsDestination"]["outputUriPrefix"])
         job = Job.new(
             JobKind.VERTEX_BATCH_PREDICTION,

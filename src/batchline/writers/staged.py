@@ -8,12 +8,12 @@ staging folder. Each rename publishes a whole file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from batchline.domain.annotations import Annotation
 from batchline.domain.jobs import ShardRecord
+from batchline.domain.predictions import Prediction
 from batchline.storage import Storage, join
 
 STAGING = ".staging"
@@ -45,7 +45,7 @@ def output_dir_candidates(
 class LineEncoder(Protocol):
     """How a surface writes one input's output line, and names it in the job's partialFailures."""
 
-    def result_line(self, input_id: str, annotations: Sequence[Annotation]) -> str: ...
+    def result_line(self, input_id: str, prediction: Prediction) -> str: ...
 
     def error_line(self, input_id: str, status: dict[str, Any]) -> str: ...
 

@@ -3,6 +3,7 @@
 The engine (worker + executor) runs any job the same way: list inputs, predict them shard by shard, stage and
 publish each shard, record it, finalize. A surface chooses only what differs: how its request names inputs and
 parameters, the output layout and line format, the batch size it may ask for, and when failed inputs fail the job.
+Which problems a surface serves, and how, is a catalog row per problem (surfaces/automl.py, surfaces/vertex.py).
 """
 
 from __future__ import annotations
@@ -16,19 +17,19 @@ from batchline.config import Settings
 from batchline.domain.jobs import Job, JobKind
 from batchline.executor.inputs import Input, count_inputs, iter_inputs
 from batchline.executor.vertex_inputs import InstanceSource, count_instances, iter_instances
-from batchline.problems.base import Problem
-from batchline.problems.vertex_params import vertex_params
+from batchline.problems.base import Params, Problem
 from batchline.storage import Storage
-from batchline.writers.automl import AutomlEncoder, AutomlWriter
+from batchline.surfaces import automl, vertex
+from batchline.writers.automl import AutomlWriter
 from batchline.writers.staged import LineEncoder, StagedShardWriter
-from batchline.writers.vertex import VertexEncoder, VertexWriter
+from batchline.writers.vertex import VertexWriter
 
 
 @dataclass(frozen=True)
 class JobPlan:
     """A batch job as the engine runs it."""
 
-    params: dict[str, Any]  # the scenario's, parsed
+    params: Params  # the problem's, typed
     inputs: Callable[[], Iterator[Input]]  # every input in a stable order (a resumed run skips by position)
     count_inputs: Callable[[], int]  # reads every input file once: a bad file fails the job before any output
     output_prefix: str  # the job writes into a prediction-<model>-<time> folder under it
@@ -45,35 +46,36 @@ def plan_job(job: Job, problem: Problem, storage: Storage, settings: Settings) -
 
 
 def _automl(request: dict[str, Any], problem: Problem, storage: Storage, settings: Settings) -> JobPlan:
-    """batchPredict: CSV lists of URIs, `params` as strings, <stem>_N.jsonl, BATCHLINE_MAX_FAILED_RATIO."""
-    params = problem.parse_params(request.get("params") or {})
+    """batchPredict: CSV files of inputs, `params` as strings, <stem>_N.jsonl, BATCHLINE_MAX_FAILED_RATIO."""
+    row = automl.spec(problem)
+    params = automl.params(problem, request.get("params") or {})
     uris = request["inputConfig"]["gcsSource"]["inputUris"]
     return JobPlan(
         params=params,
-        inputs=partial(iter_inputs, storage, uris, problem),
-        count_inputs=partial(count_inputs, storage, uris, problem),
+        inputs=partial(iter_inputs, storage, uris, row.rows),
+        count_inputs=partial(count_inputs, storage, uris, row.rows),
         output_prefix=request["outputConfig"]["gcsDestination"]["outputUriPrefix"],
-        writer=lambda output_dir: AutomlWriter(storage, output_dir, problem.output_stem),
-        encoder=AutomlEncoder(),
+        writer=partial(AutomlWriter, storage, stem=row.results_stem),
+        encoder=automl.AutomlEncoder(),
         max_failed_ratio=settings.max_failed_ratio,
-        result_metadata=problem.result_metadata(params),
+        result_metadata=automl.result_metadata(problem, params),
     )
 
 
 def _vertex(request: dict[str, Any], problem: Problem, storage: Storage, settings: Settings) -> JobPlan:
     """A batchPredictionJob: instances files, modelParameters, predictions_00001.jsonl; a job with failed instances
     succeeds, with them counted and listed."""
-    model_parameters = vertex_params(problem.name, request.get("modelParameters"))
-    source = InstanceSource.from_job(request)
+    params = vertex.params(problem, request.get("modelParameters"))
+    source = InstanceSource.from_job(request, vertex.spec(problem).media)
     source.check()
     batch_size = (request.get("manualBatchTuningParameters") or {}).get("batchSize") or None
     return JobPlan(
-        params=problem.parse_params(model_parameters.params),
+        params=params,
         inputs=partial(iter_instances, storage, source),
         count_inputs=partial(count_instances, storage, source),
         output_prefix=request["outputConfig"]["gcsDestination"]["outputUriPrefix"],
-        writer=lambda output_dir: VertexWriter(storage, output_dir),
-        encoder=VertexEncoder.for_problem(problem.name, model_parameters.max_predictions),
+        writer=partial(VertexWriter, storage),
+        encoder=vertex.VertexEncoder(),
         batch_size=batch_size,
     )
 

@@ -1,10 +1,11 @@
-"""Image inputs shared by the vision problems: extension check, fast decode, resize to the model's size."""
+"""Pictures into model rows: what the bytes are, fast decode, the fit into the model's size, normalisation."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from typing import Any
 
 import numpy as np
 import simplejpeg
@@ -12,8 +13,9 @@ from PIL import Image, UnidentifiedImageError
 
 from batchline.errors import InvalidArgument
 from batchline.models.manifest import InputSpec, Manifest
-from batchline.problems.base import Problem
+from batchline.problems.base import Preprocessor, Source
 
+MAX_IMAGE_BYTES = 30 * 1024 * 1024
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif")
 _LETTERBOX_FILL = 114  # the grey YOLO-style exports pad with
 _ALLOWED = "JPEG, PNG or GIF"
@@ -28,14 +30,6 @@ _REFUSED = (
     (b"/* XPM */", "XPM"), (b"gimp xcf", "XCF"), (b"\x0a", "PCX"), (b"SIMPLE", "FITS"),
     *((f"P{n}".encode(), "PNM (PBM/PGM/PPM)") for n in range(1, 8)),
 )  # fmt: skip
-
-
-def check_image_extension(uri: str) -> None:
-    suffix = PurePosixPath(uri.split("?")[0]).suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS:
-        raise InvalidArgument(
-            f"unsupported file extension {suffix or '(none)'!r}; images must be {', '.join(IMAGE_EXTENSIONS)}"
-        )
 
 
 @dataclass(frozen=True)
@@ -166,26 +160,23 @@ class Normalizer:
         out -= self.offset
 
 
-class ImageProblem(Problem):
-    """What the vision problems share: one image path per CSV row, decoded and preprocessed as the manifest says."""
+class ImagePreprocessor(Preprocessor):
+    """One item per input: the picture, decoded from its bytes, fitted and normalised into its row."""
 
-    row_format = "GCS_FILE_PATH"
+    max_bytes = MAX_IMAGE_BYTES
+    extensions = IMAGE_EXTENSIONS
+    noun = "images"
 
     def __init__(self, manifest: Manifest):
         super().__init__(manifest)
         self.normalize = Normalizer(manifest.input)
 
-    def parse_row(self, fields: list[str]) -> str:
-        if len(fields) != 1:
-            raise ValueError(f"has {len(fields)} columns; {self.name} expects one: {self.row_format}")
-        return fields[0].strip()
-
-    def check_input(self, uri: str) -> None:
-        check_image_extension(uri)
-
     @property
-    def item_layout(self) -> tuple[tuple[int, ...], np.dtype]:
+    def layout(self) -> tuple[tuple[int, ...], np.dtype]:
         return self.normalize.shape, self.normalize.dtype
+
+    def fill(self, source: Source, refs: Sequence[Any], rows: Sequence[np.ndarray]) -> list[Any]:
+        return [self.decode_into(source, row) for row in rows]
 
     def decode_into(self, data: bytes, out: np.ndarray) -> Geometry:
         pixels, geometry = decode_image(data, self.manifest.input)

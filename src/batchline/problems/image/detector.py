@@ -1,4 +1,4 @@
-"""Detector output conventions -> candidate boxes per image, in the model input's pixels.
+"""Detector output conventions -> candidate boxes per item, relative to the original picture.
 
 Exports disagree on how detections leave the graph. model.yaml's `output.format` names the convention:
   boxes  post-NMS tensors (torchvision, TensorFlow): boxes / scores / classes [/ count], with or without a batch
@@ -8,24 +8,58 @@ Exports disagree on how detections leave the graph. model.yaml's `output.format`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from batchline.errors import Internal
 from batchline.models.manifest import BoxesOutput, Manifest, YoloOutput
-from batchline.problems.images import Geometry
+from batchline.problems.base import Params, Postprocessor
+from batchline.problems.image.decode import Geometry
 
 _MAX_NMS_CANDIDATES = 30_000  # bounds NMS work on a degenerate head that scores everything high
 
 
+_DIGITS = 6  # of a normalized coordinate: finer than a pixel of any image that fits the 30 MB cap
+
+
 @dataclass
 class Candidates:
-    """One image's boxes: xyxy in model input pixels [k, 4], scores [k], class indices into labels [k]."""
+    """One item's boxes: xyxy [k, 4] (in model input pixels, or relative to the original picture once mapped
+    back), scores [k], class indices into labels [k]."""
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+
+
+class DetectorPostprocessor(Postprocessor):
+    """output.format boxes or yolo -> each item's boxes scoring at least the params' candidate threshold, relative to
+    the original picture and clamped to it, best first; boxes left with no area are dropped. `params.candidates()`
+    says how low to go and how many to keep: an image wants its final boxes, a tracker the low-score ones too."""
+
+    def decode(self, outputs: dict[str, np.ndarray], facts: Sequence[Geometry], params: Params) -> list[Candidates]:
+        threshold, limit = params.candidates()
+        found = read_candidates(self.manifest, outputs, list(facts), threshold, limit)
+        return [_to_original(c, geometry, threshold, limit) for c, geometry in zip(found, facts, strict=True)]
+
+
+def _to_original(found: Candidates, geometry: Geometry, threshold: float, limit: int) -> Candidates:
+    boxes = _mapped_back(found.boxes, geometry)
+    kept = np.flatnonzero((found.scores >= threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+    kept = kept[np.argsort(-found.scores[kept], kind="stable")][:limit]
+    return Candidates(boxes[kept].round(_DIGITS), found.scores[kept], found.classes[kept])
+
+
+def _mapped_back(boxes: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """xyxy in model input pixels -> xyxy relative to the original picture, clamped to 0..1."""
+    if not len(boxes):
+        return boxes.reshape(0, 4)
+    scale = np.array([geometry.scale_x, geometry.scale_y] * 2)
+    pad = np.array([geometry.pad_x, geometry.pad_y] * 2)
+    size = np.array([geometry.width, geometry.height] * 2)
+    return ((boxes - pad) / scale / size).clip(0.0, 1.0)
 
 
 def read_candidates(

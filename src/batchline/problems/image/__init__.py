@@ -1,0 +1,1 @@
+"""The vision problems and the parts video reuses: image decoding, class scores, detector outputs."""
