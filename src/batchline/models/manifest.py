@@ -110,18 +110,33 @@ OutputSpec = Annotated[
     Discriminator(_output_format),
 ]
 _OUTPUT_TAGS = {"scores", "boxes", "yolo"}
-_PROBLEM_OUTPUTS = {"image_classification": ("scores",), "image_object_detection": ("boxes", "yolo")}
+_PROBLEM_OUTPUTS = {
+    "image_classification": ("scores",),
+    "image_object_detection": ("boxes", "yolo"),
+    "video_classification": ("scores",),  # an image classifier, run on sampled frames
+    "video_object_tracking": ("boxes", "yolo"),  # an image detector, run on sampled frames, its boxes tracked
+}
+_BOXES_KEPT_WHOLE = ("image_object_detection", "video_object_tracking")  # a centre crop would cut boxes off
+
+
+class VideoSpec(_Strict):
+    """How a video model samples its frames (each frame then goes through `input` as an image)."""
+
+    frame_rate: float = Field(
+        5.0, gt=0, le=120, description="Frames sampled per second of video (a request may ask for another)."
+    )
 
 
 class Manifest(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     display_name: str = Field(pattern=r"^[A-Za-z0-9_]{1,32}$")
-    problem: Literal["image_classification", "image_object_detection"]
+    problem: Literal["image_classification", "image_object_detection", "video_classification", "video_object_tracking"]
     format: Literal["onnx"] = "onnx"
     artifact: str = "model.onnx"
     labels: list[str] = Field(min_length=1)
     input: InputSpec
     output: OutputSpec = ScoresOutput()
+    video: VideoSpec = VideoSpec()  # for video problems
     batch_size: int = Field(32, ge=1, le=4096)
 
     @model_validator(mode="after")
@@ -135,7 +150,7 @@ class Manifest(_Strict):
         allowed = _PROBLEM_OUTPUTS[self.problem]
         if self.output.format not in allowed:
             raise ValueError(f"output.format must be one of {list(allowed)} for {self.problem}")
-        if self.problem == "image_object_detection" and self.input.resize == "center_crop":
+        if self.problem in _BOXES_KEPT_WHOLE and self.input.resize == "center_crop":
             raise ValueError("input.resize center_crop would cut boxes off; detectors take stretch or letterbox")
         return self
 
