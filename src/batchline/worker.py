@@ -22,7 +22,7 @@ from batchline.models.repository import ModelRepository
 from batchline.storage import Storage
 from batchline.store import JobStore
 from batchline.surfaces import BATCH_KINDS, JobPlan, plan_job
-from batchline.writers.staged import StagedShardWriter, output_dir_candidates
+from batchline.writers.staged import ShardWriter, output_dir_candidates
 
 log = logging.getLogger("batchline.worker")
 
@@ -118,16 +118,10 @@ class JobRun:
             raise Internal(f"{done} of {total} inputs were predicted; the input files changed while the job ran")
         return self._verdict(plan, shards, total)
 
-    def _commit(self, plan: JobPlan, writer: StagedShardWriter, shard: ShardBuffer) -> None:
-        encoder = plan.encoder
-        writer.write_shard(
-            shard.index,
-            self.owner,
-            [encoder.result_line(item_id, found) for _, item_id, found in shard.results],
-            [encoder.error_line(item_id, status) for _, item_id, status in shard.errors],
-        )
+    def _commit(self, plan: JobPlan, writer: ShardWriter, shard: ShardBuffer) -> None:
+        writer.stage(shard.index, self.owner, shard.results, shard.errors)
         failures = [
-            {"code": status["code"], "message": encoder.failure_message(item_id, status)}
+            {"code": status["code"], "message": plan.encoder.failure_message(item_id, status)}
             for _, item_id, status in shard.errors
         ]
         record = ShardRecord(shard.index, len(shard.results), len(shard.errors))

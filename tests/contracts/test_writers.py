@@ -10,15 +10,32 @@ import pytest
 
 from batchline.config import Settings
 from batchline.domain.jobs import ShardRecord
+from batchline.domain.predictions import Classification, Label
 from batchline.storage import Storage
 from batchline.writers.automl import AutomlWriter
 from batchline.writers.staged import STAGING, StagedShardWriter
 from batchline.writers.vertex import VertexWriter
 
+
+class _AsId:
+    """Lines that are the input's id: what the layout does with them, whatever they say."""
+
+    def result_line(self, input_id, prediction):
+        return input_id
+
+    def error_line(self, input_id, status):
+        return input_id
+
+    def failure_message(self, input_id, status):
+        return input_id
+
+
 OUTPUT = "gs://b/out/prediction-m-2026-01-01T00:00:00.000Z"
+FOUND = Classification((Label("a", 0.5),))
+AS_ID = _AsId()
 LAYOUTS: dict[str, Callable[[Storage], StagedShardWriter]] = {
-    "automl": lambda storage: AutomlWriter(storage, OUTPUT, "image_classification"),
-    "vertex": lambda storage: VertexWriter(storage, OUTPUT),
+    "automl": lambda storage: AutomlWriter(storage, OUTPUT, AS_ID, "image_classification"),
+    "vertex": lambda storage: VertexWriter(storage, OUTPUT, AS_ID),
 }
 
 
@@ -41,9 +58,9 @@ def test_the_committed_owners_shard_is_published_once_and_finalize_repeats(
     layout: str, storage: Storage, tmp_path: Path
 ) -> None:
     writer = LAYOUTS[layout](storage)
-    writer.write_shard(0, "lost", ["stale result"], ["stale error"])  # a worker that lost its lease
-    writer.write_shard(0, "owner", ["r0"], ["e0"])
-    writer.write_shard(1, "owner", ["r1"], [])
+    writer.stage(0, "lost", [(0, "stale result", FOUND)], [(1, "stale error", {})])  # a worker that lost its lease
+    writer.stage(0, "owner", [(0, "r0", FOUND)], [(1, "e0", {})])
+    writer.stage(1, "owner", [(2, "r1", FOUND)], [])
     committed = [ShardRecord(0, 1, 1, "owner"), ShardRecord(1, 1, 0, "owner")]
 
     writer.finalize(committed)
@@ -58,7 +75,7 @@ def test_the_committed_owners_shard_is_published_once_and_finalize_repeats(
 def test_a_finalize_cut_short_is_finished_by_the_next(layout: str, storage: Storage, tmp_path: Path) -> None:
     writer = LAYOUTS[layout](storage)
     for index in range(3):
-        writer.write_shard(index, "owner", [f"r{index}"], [])
+        writer.stage(index, "owner", [(index, f"r{index}", FOUND)], [])
     committed = [ShardRecord(i, 1, 0, "owner") for i in range(3)]
     reference = LAYOUTS[layout](storage)
 

@@ -385,8 +385,6 @@ def test_a_folder_swapped_for_a_link_while_read_never_lets_outside_bytes_through
     assert results.get("PERMISSION_DENIED"), f"the swap never raced a read: {results}"
 
 
-
-
 def _raised(into: list[BaseException], call, *args) -> None:
     try:
         call(*args)

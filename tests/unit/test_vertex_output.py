@@ -24,6 +24,22 @@ FOUND = Classification((Label("red", 0.9), Label("green", 0.07)))
 BOXES = Detections((Detection("star", 0.97, (0.1, 0.2, 0.5, 0.6)), Detection("circle", 0.6, (0.0, 0.0, 0.3, 0.4))))
 
 
+class _AsId:
+    """Lines that are the input's id: what the layout does with them, whatever they say."""
+
+    def result_line(self, input_id, prediction):
+        return input_id
+
+    def error_line(self, input_id, status):
+        return input_id
+
+    def failure_message(self, input_id, status):
+        return input_id
+
+
+AS_ID = _AsId()
+
+
 def problem(name: str):
     output = {"format": "yolo"} if name == "image_object_detection" else {}
     return problem_for(
@@ -84,10 +100,10 @@ def test_error_line_and_failure_message() -> None:
 
 def test_vertex_files_are_numbered_with_five_digits_without_gaps(settings: Settings, data_dir: Path) -> None:
     storage = Storage(settings)
-    writer = VertexWriter(storage, "gs://b/out/prediction-colors-2026-01-01T00:00:00.000Z")
-    writer.write_shard(0, "w", ["r0"], [])
-    writer.write_shard(1, "w", [], ["e1"])
-    writer.write_shard(2, "w", ["r2"], ["e2"])
+    writer = VertexWriter(storage, "gs://b/out/prediction-colors-2026-01-01T00:00:00.000Z", AS_ID)
+    writer.stage(0, "w", [(0, "r0", FOUND)], [])
+    writer.stage(1, "w", [], [(1, "e1", {})])
+    writer.stage(2, "w", [(2, "r2", FOUND)], [(3, "e2", {})])
 
     writer.finalize([ShardRecord(0, 1, 0, "w"), ShardRecord(1, 0, 1, "w"), ShardRecord(2, 1, 1, "w")])
 
@@ -102,8 +118,8 @@ def test_vertex_files_are_numbered_with_five_digits_without_gaps(settings: Setti
 
 
 def test_automl_files_keep_their_unpadded_names(settings: Settings, data_dir: Path) -> None:
-    writer = AutomlWriter(Storage(settings), "gs://b/out/x", "image_classification")
-    writer.write_shard(0, "w", ["r0"], ["e0"])
+    writer = AutomlWriter(Storage(settings), "gs://b/out/x", AS_ID, "image_classification")
+    writer.stage(0, "w", [(0, "r0", FOUND)], [(1, "e0", {})])
     writer.finalize([ShardRecord(0, 1, 1, "w")])
     assert sorted(p.name for p in (data_dir / "buckets" / "b" / "out" / "x").iterdir()) == [
         "errors_1.jsonl",

@@ -8,10 +8,9 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import av  # PyAV encodes and decodes the videos
 import numpy as np
 import pytest
-
-av = pytest.importorskip("av")  # PyAV encodes and decodes the videos
 
 REPO = Path(__file__).resolve().parents[2]
 

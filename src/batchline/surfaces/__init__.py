@@ -21,7 +21,7 @@ from batchline.problems.base import Params, Problem
 from batchline.storage import Storage
 from batchline.surfaces import automl, vertex
 from batchline.writers.automl import AutomlWriter
-from batchline.writers.staged import LineEncoder, StagedShardWriter
+from batchline.writers.staged import LineEncoder, ShardWriter
 from batchline.writers.vertex import VertexWriter
 
 
@@ -33,8 +33,8 @@ class JobPlan:
     inputs: Callable[[], Iterator[Input]]  # every input in a stable order (a resumed run skips by position)
     count_inputs: Callable[[], int]  # reads every input file once: a bad file fails the job before any output
     output_prefix: str  # the job writes into a prediction-<model>-<time> folder under it
-    writer: Callable[[str], StagedShardWriter]  # for the output folder
-    encoder: LineEncoder
+    writer: Callable[[str], ShardWriter]  # the output layout, for the output folder
+    encoder: LineEncoder  # names failed inputs in partialFailures
     batch_size: int | None = None  # asked for by the request; None: the settings' or the model's
     max_failed_ratio: float | None = None  # above it the job FAILS; None: failed inputs never fail it
     result_metadata: dict[str, str] = field(default_factory=dict)
@@ -55,7 +55,7 @@ def _automl(request: dict[str, Any], problem: Problem, storage: Storage, setting
         inputs=partial(iter_inputs, storage, uris, row.rows),
         count_inputs=partial(count_inputs, storage, uris, row.rows),
         output_prefix=request["outputConfig"]["gcsDestination"]["outputUriPrefix"],
-        writer=partial(AutomlWriter, storage, stem=row.results_stem),
+        writer=partial(AutomlWriter, storage, encoder=automl.AutomlEncoder(), stem=row.results_stem),
         encoder=automl.AutomlEncoder(),
         max_failed_ratio=settings.max_failed_ratio,
         result_metadata=automl.result_metadata(problem, params),
@@ -74,7 +74,7 @@ def _vertex(request: dict[str, Any], problem: Problem, storage: Storage, setting
         inputs=partial(iter_instances, storage, source),
         count_inputs=partial(count_instances, storage, source),
         output_prefix=request["outputConfig"]["gcsDestination"]["outputUriPrefix"],
-        writer=partial(VertexWriter, storage),
+        writer=partial(VertexWriter, storage, encoder=vertex.VertexEncoder()),
         encoder=vertex.VertexEncoder(),
         batch_size=batch_size,
     )

@@ -1,14 +1,15 @@
-"""Shard files staged as they commit and published whole at the end: what both output layouts share.
+"""Shard files staged as they commit and published whole at the end: what every output layout shares.
 
 Shards are staged under OUTPUT_DIR/.staging/ as they commit, named by shard index and by the worker that wrote
 them, so a worker that lost its lease cannot overwrite a shard its successor committed; `finalize` renames the
-committed ones to <results stem>_<n>.jsonl and errors_<n>.jsonl, numbered 1, 2, ... without gaps, and removes the
-staging folder. Each rename publishes a whole file.
+committed ones to their final names and removes the staging folder, and is safe to run again. Each rename publishes
+a whole file. `StagedShardWriter` is the JSON lines layout: <results stem>_<n>.jsonl and errors_<n>.jsonl,
+numbered 1, 2, ... without gaps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -42,6 +43,10 @@ def output_dir_candidates(
             yield uri
 
 
+Result = tuple[int, str, Prediction]  # an input's index, its id, its prediction
+Failure = tuple[int, str, dict[str, Any]]  # an input's index, its id, its google.rpc status
+
+
 class LineEncoder(Protocol):
     """How a surface writes one input's output line, and names it in the job's partialFailures."""
 
@@ -52,21 +57,42 @@ class LineEncoder(Protocol):
     def failure_message(self, input_id: str, status: dict[str, Any]) -> str: ...
 
 
+class ShardWriter(Protocol):
+    """An output layout: stage each committed shard's results and errors, publish the committed ones at the end."""
+
+    def stage(self, index: int, owner: str, results: Sequence[Result], errors: Sequence[Failure]) -> None: ...
+
+    def finalize(self, committed: list[ShardRecord]) -> None: ...
+
+
 class StagedShardWriter:
-    def __init__(self, storage: Storage, output_dir: str, results_stem: str, number: Callable[[int], str] = str):
+    def __init__(
+        self,
+        storage: Storage,
+        output_dir: str,
+        encoder: LineEncoder,
+        results_stem: str,
+        number: Callable[[int], str] = str,
+    ):
         self.storage = storage
         self.output_dir = output_dir
+        self.encoder = encoder
         self.results_stem = results_stem
         self.number = number  # a file's sequence number as its name writes it: "1" (AutoML), "00001" (Vertex)
 
     def _staged(self, index: int, writer: str, kind: str) -> str:
         return join(self.output_dir, f"{STAGING}/shard-{index:06d}.{writer}.{kind}.jsonl")
 
-    def write_shard(self, index: int, writer: str, results: list[str], errors: list[str]) -> None:
-        """Publish one shard's lines (already encoded, in input order)."""
-        for kind, lines in (("results", results), ("errors", errors)):
-            if lines:
-                self.storage.publish(self._staged(index, writer, kind), ("\n".join(lines) + "\n").encode())
+    def stage(self, index: int, owner: str, results: Sequence[Result], errors: Sequence[Failure]) -> None:
+        """Publish one shard's lines, in input order."""
+        encode = self.encoder
+        lines = {
+            "results": [encode.result_line(input_id, prediction) for _, input_id, prediction in results],
+            "errors": [encode.error_line(input_id, status) for _, input_id, status in errors],
+        }
+        for kind, text in lines.items():
+            if text:
+                self.storage.publish(self._staged(index, owner, kind), ("\n".join(text) + "\n").encode())
 
     def finalize(self, committed: list[ShardRecord]) -> None:
         """Rename staged shards to their final, gap-free names; safe to run again after a crash."""

@@ -5,7 +5,7 @@ encodes the lines)."""
 from __future__ import annotations
 
 from batchline.storage import Storage
-from batchline.writers.staged import StagedShardWriter
+from batchline.writers.staged import LineEncoder, StagedShardWriter
 
 RESULTS_STEM = "predictions"
 
@@ -13,5 +13,5 @@ RESULTS_STEM = "predictions"
 class VertexWriter(StagedShardWriter):
     """predictions_00001.jsonl ... and errors_00001.jsonl ..., five digits as Vertex AI names them."""
 
-    def __init__(self, storage: Storage, output_dir: str):
-        super().__init__(storage, output_dir, RESULTS_STEM, "{:05d}".format)
+    def __init__(self, storage: Storage, output_dir: str, encoder: LineEncoder):
+        super().__init__(storage, output_dir, encoder, RESULTS_STEM, "{:05d}".format)
