@@ -1,8 +1,13 @@
 """The contract every output layout keeps: staged shards commit once, and finalize publishes the same files
-however often it runs, after a crash half way too."""
+however often it runs, after a crash half way too.
+
+Each test compares the whole published folder (names and bytes) with the folder the layout publishes from the
+committed shards alone, staged and finalized once in a fresh bucket, and checks that every committed input is in it
+exactly once and nothing of a worker that lost its lease is."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,12 +18,14 @@ from batchline.domain.jobs import ShardRecord
 from batchline.domain.predictions import Classification, Label
 from batchline.storage import Storage
 from batchline.writers.automl import AutomlWriter
-from batchline.writers.staged import STAGING, StagedShardWriter
+from batchline.writers.indexed import IndexedJsonWriter
+from batchline.writers.staged import STAGING, Failure, Result, ShardWriter
 from batchline.writers.vertex import VertexWriter
 
 
 class _AsId:
-    """Lines that are the input's id: what the layout does with them, whatever they say."""
+    """Lines that are the input's id, JSON files that are the labels: what the layout does with them, whatever
+    they say."""
 
     def result_line(self, input_id, prediction):
         return input_id
@@ -29,28 +36,59 @@ class _AsId:
     def failure_message(self, input_id, status):
         return input_id
 
+    def result_json(self, prediction):
+        return json.dumps([label.label for label in prediction.labels])
+
 
 OUTPUT = "gs://b/out/prediction-m-2026-01-01T00:00:00.000Z"
 FOUND = Classification((Label("a", 0.5),))
+BAD = {"code": 3, "message": "bad input"}
 AS_ID = _AsId()
-LAYOUTS: dict[str, Callable[[Storage], StagedShardWriter]] = {
+LAYOUTS: dict[str, Callable[[Storage], ShardWriter]] = {
     "automl": lambda storage: AutomlWriter(storage, OUTPUT, AS_ID, "image_classification"),
     "vertex": lambda storage: VertexWriter(storage, OUTPUT, AS_ID),
+    "automl-video": lambda storage: IndexedJsonWriter(
+        storage, OUTPUT, AS_ID, "video_classification.csv", "video_classification"
+    ),
 }
+Stage = tuple[int, str, list[Result], list[Failure]]
+
+
+def _id(name: str) -> str:
+    """An input id every layout takes: a video input's CSV row (path, start, end)."""
+    return f"gs://b/{name}.mp4,0,inf"
 
 
 @pytest.fixture
 def storage(tmp_path: Path) -> Storage:
-    (tmp_path / "buckets" / "b").mkdir(parents=True)
-    return Storage(Settings(data_dir=tmp_path))
+    return _storage(tmp_path / "data")
 
 
-def _folder(tmp_path: Path) -> Path:
-    return tmp_path / "buckets" / "b" / OUTPUT.removeprefix("gs://b/")
+def _storage(data: Path) -> Storage:
+    (data / "buckets" / "b").mkdir(parents=True)
+    return Storage(Settings(data_dir=data))
 
 
-def _published(tmp_path: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in _folder(tmp_path).iterdir()}
+def _published(data: Path) -> dict[str, bytes]:
+    """Every file of the output folder, by name, and whether anything else (a folder: staging) is left there."""
+    folder = data / "buckets" / "b" / OUTPUT.removeprefix("gs://b/")
+    return {p.name: p.read_bytes() if p.is_file() else b"<folder>" for p in folder.iterdir()}
+
+
+def _reference(layout: str, stages: list[Stage], committed: list[ShardRecord], tmp_path: Path) -> dict[str, bytes]:
+    """The folder the committed shards make, staged and finalized once, in a fresh bucket."""
+    writer = LAYOUTS[layout](_storage(tmp_path / "reference"))
+    for stage in stages:
+        writer.stage(*stage)
+    writer.finalize(committed)
+    return _published(tmp_path / "reference")
+
+
+def _check_once(published: dict[str, bytes], ids: list[str], absent: list[str]) -> None:
+    text = b"".join(published.values()).decode()
+    assert STAGING not in published
+    assert {i: text.count(i) for i in ids} == dict.fromkeys(ids, 1)
+    assert not [i for i in absent if i in text]
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -58,24 +96,31 @@ def test_the_committed_owners_shard_is_published_once_and_finalize_repeats(
     layout: str, storage: Storage, tmp_path: Path
 ) -> None:
     writer = LAYOUTS[layout](storage)
-    writer.stage(0, "lost", [(0, "stale result", FOUND)], [(1, "stale error", {})])  # a worker that lost its lease
-    writer.stage(0, "owner", [(0, "r0", FOUND)], [(1, "e0", {})])
-    writer.stage(1, "owner", [(2, "r1", FOUND)], [])
+    owners: list[Stage] = [
+        (0, "owner", [(0, _id("r0"), FOUND)], [(1, _id("e0"), BAD)]),
+        (1, "owner", [(2, _id("r1"), FOUND)], []),
+    ]
+    stale: list[Result] = [(0, _id("stale-r"), FOUND)]
+    writer.stage(0, "lost", stale, [(1, _id("stale-e"), BAD)])  # lost its lease before the owner staged
+    for stage in owners:
+        writer.stage(*stage)
+    writer.stage(0, "late", stale, [(1, _id("stale-e"), BAD)])  # lost its lease, still running after the owner
     committed = [ShardRecord(0, 1, 1, "owner"), ShardRecord(1, 1, 0, "owner")]
 
     writer.finalize(committed)
-    first = _published(tmp_path)
+    first = _published(tmp_path / "data")
     writer.finalize(committed)
 
-    assert _published(tmp_path) == first
-    assert sorted(first.values()) == ["e0\n", "r0\n", "r1\n"] and STAGING not in first
+    assert _published(tmp_path / "data") == first == _reference(layout, owners, committed, tmp_path)
+    _check_once(first, [_id("r0"), _id("e0"), _id("r1")], absent=["stale"])
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_a_finalize_cut_short_is_finished_by_the_next(layout: str, storage: Storage, tmp_path: Path) -> None:
     writer = LAYOUTS[layout](storage)
-    for index in range(3):
-        writer.stage(index, "owner", [(index, f"r{index}", FOUND)], [])
+    stages: list[Stage] = [(index, "owner", [(index, _id(f"r{index}"), FOUND)], []) for index in range(3)]
+    for stage in stages:
+        writer.stage(*stage)
     committed = [ShardRecord(i, 1, 0, "owner") for i in range(3)]
     reference = LAYOUTS[layout](storage)
 
@@ -93,7 +138,9 @@ def test_a_finalize_cut_short_is_finished_by_the_next(layout: str, storage: Stor
     with pytest.raises(OSError):
         writer.finalize(committed)
     storage.move = real_move  # type: ignore[method-assign]
+    assert moves == 1
     reference.finalize(committed)
 
-    assert sorted(_published(tmp_path).values()) == ["r0\n", "r1\n", "r2\n"]
-    assert len(_published(tmp_path)) == 3
+    published = _published(tmp_path / "data")
+    assert published == _reference(layout, stages, committed, tmp_path)
+    _check_once(published, [_id(f"r{i}") for i in range(3)], absent=[])
