@@ -1,0 +1,1 @@
+"""Video problems: an image model run on frames sampled from each video, reduced per video."""
