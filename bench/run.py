@@ -17,14 +17,17 @@ YOLOv8n 320 (bench/yolov8n.py). Each run makes a fresh data dir under bench/out/
   limit        n / (c_dec + c_model), c_x = n / rate_x: core-seconds per image in each stage; model-only and
                decode-only are measured before and after the end-to-end jobs and each rate is the mean of the two
                (the shared host's speed drifts by 10 % over minutes)
-  end-to-end   the real `batchline serve` subprocess: batchPredict over HTTP, poll until done; N / (done - submit)
-               by the server's clock (the done operation's updateTime - createTime); the poll that sees it done
-               comes up to --poll later, and is printed beside. The median of --e2e-repeats jobs (default 3):
-               one job of 2,000 images lasts 3.5 s, short enough for the shared host to move it by 10 %
+  end-to-end   the real `batchline serve` subprocess: a job over HTTP, poll until it ends; N / (done - submit)
+               by the server's clock (the job's createTime to when it ended); the poll that sees it done comes up
+               to --poll later, and is printed beside. The median of --e2e-repeats jobs (default 3): one job of
+               2,000 images lasts 3.5 s, short enough for the shared host to move it by 10 %. The jobs do the
+               naive loop's work: the classifier's are Vertex AI batchPredictionJobs with maxPredictions 5 and
+               confidenceThreshold 0 (the top 5 labels; AutoML's batchPredict has no top-k), the detector's AutoML
+               batchPredict with score_threshold 0.0002 (see MODELS)
   naive        one Python loop on a default InferenceSession: read, PIL decode, resize, normalise, session.run on
                one image, postprocess (softmax top 5; for the detector batchline's threshold + NMS), append a
                JSON line
-  six-image    submit-to-done time of a six-image batchPredict on the warm server (polled every 20 ms)
+  six-image    submit-to-done time of a six-image job of the same kind on the warm server (polled every 20 ms)
 """
 
 from __future__ import annotations
@@ -71,13 +74,17 @@ BAR_RSS_GROWTH = 1.25
 
 @dataclass(frozen=True)
 class BenchModel:
-    """A model the bench measures: the script that builds it into bench/out/<key>/, and the params of its jobs."""
+    """A model the bench measures: the script that builds it into bench/out/<key>/, the API its end-to-end jobs go
+    through and what they are asked."""
 
     key: str
     title: str
     builder: str
-    params: dict[str, str] = field(default_factory=dict)  # batchPredict params of every job, and of the naive loop
+    surface: str = "automl"  # "automl": batchPredict operations; "vertex": batchPredictionJobs (see JOB_KINDS)
+    # Every job's params (AutoML: strings) or modelParameters (Vertex: JSON values); the naive loop's too.
+    params: dict[str, Any] = field(default_factory=dict)
     params_why: str = ""
+    labels_per_image: int | None = None  # every result line must hold exactly this many (the naive loop's count)
 
     @property
     def folder(self) -> Path:
@@ -85,12 +92,21 @@ class BenchModel:
 
 
 MODELS = {
-    "mobilenetv3-small": BenchModel("mobilenetv3-small", "MobileNetV3-Small", "mobilenet.py"),
+    # Vertex, not AutoML: an AutoML job would write no labels at all (none passes its default threshold, and
+    # batchPredict has no top-k), far less work than the naive loop's top 5.
+    "mobilenetv3-small": BenchModel(
+        "mobilenetv3-small", "MobileNetV3-Small", "mobilenet.py", "vertex",
+        {"confidenceThreshold": 0.0, "maxPredictions": 5},
+        "the top 5 labels per image, as the naive loop writes them (random weights put no label over AutoML's "
+        "default score_threshold 0.5, and AutoML's batchPredict has no top-k)",
+        labels_per_image=5,
+    ),
     "yolov8n-320": BenchModel(
-        "yolov8n-320", "YOLOv8n", "yolov8n.py", {"score_threshold": "0.0002"},
+        "yolov8n-320", "YOLOv8n", "yolov8n.py", "automl", {"score_threshold": "0.0002"},
         # Measured on the first 200 bench images with bench/yolov8n.py's seed-0 model.
-        "random weights score every box near the class prior (~1e-5 to 2e-4): at the default 0.5 no box passes; "
-        "at 0.0002 each image keeps 16-100 boxes after NMS (median ~30), like a busy photo",
+        "the naive loop's postprocess takes them too; random weights score every box near the class prior (~1e-5 "
+        "to 2e-4): at the default 0.5 no box passes; at 0.0002 each image keeps 16-100 boxes after NMS (median "
+        "~30), like a busy photo",
     ),
 }
 
@@ -492,10 +508,16 @@ NAIVE_POSTPROCESS = {
 
 
 # ---------------------------------------------------------------------------------------------------- the server
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct free local ports: all bound at once, so that two calls cannot hand out the same one."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def read_proc_status(pid: int, key: str) -> int | None:
@@ -534,90 +556,207 @@ class RssSampler(threading.Thread):
 
 
 class Job(NamedTuple):
-    seconds: float  # submit to done, by the server's clock: the operation's createTime to its final updateTime
+    seconds: float  # submit to done, by the server's clock: the job's createTime to the time it ended
     observed: float  # submit to the poll that saw it done: `seconds` plus up to one poll interval
     annotations: int  # in all its result lines
 
 
-class Server:
-    """`batchline serve` on a free local port, as a subprocess, with its own data dir; its jobs all take `params`
-    and write `<output_stem>_N.jsonl`."""
+class Jobs:
+    """How the bench submits, polls and checks a model's jobs on one API; the subclasses say which. Every job reads
+    the same kind of input, a file of image URIs one a line (an AutoML CSV and a Vertex file-list alike)."""
 
-    def __init__(self, data: DataDir, params: dict[str, str], output_stem: str):
-        self.data, self.params, self.output_stem = data, params, output_stem
-        self.port = free_port()
+    title = ""
+    params_name = ""
+    vertex_port = False  # the server must also serve the Vertex AI API
+    results = ""  # glob of the result files in a job's output folder
+
+    def __init__(self, model: BenchModel, problem: Any):
+        self.params, self.labels_per_image = model.params, model.labels_per_image
+        self.problem = problem
+
+    def typed_params(self) -> Any:
+        """The params as the server reads them: what the naive loop's postprocess takes."""
+        raise NotImplementedError
+
+    def submit(self, server: Server, model_id: str, list_uri: str, out_uri: str) -> str:
+        """Create the job; the URL to poll."""
+        raise NotImplementedError
+
+    def ended(self, polled: dict) -> bool:
+        raise NotImplementedError
+
+    def outcome(self, polled: dict) -> tuple[float, str]:
+        """(submit-to-done seconds by the server's clock, the output folder's URI); exit if the job failed."""
+        raise NotImplementedError
+
+    def labels(self, record: dict) -> int:
+        """Annotations in one result line."""
+        raise NotImplementedError
+
+
+def _created(reply: httpx.Response, what: str) -> dict:
+    if reply.status_code != 200:
+        sys.exit(f"{what} was refused: {reply.status_code} {reply.text}")
+    return reply.json()
+
+
+class AutomlJobs(Jobs):
+    """AutoML batchPredict: an operation to poll until done, <problem>_N.jsonl results."""
+
+    title, params_name = "AutoML batchPredict", "params"
+
+    def __init__(self, model: BenchModel, problem: Any):
+        super().__init__(model, problem)
+        from batchline.surfaces import automl
+
+        self.results = f"{automl.spec(problem).results_stem}_*.jsonl"
+
+    def typed_params(self) -> Any:
+        from batchline.surfaces import automl
+
+        return automl.params(self.problem, self.params)
+
+    def submit(self, server: Server, model_id: str, list_uri: str, out_uri: str) -> str:
+        body = {
+            "inputConfig": {"gcsSource": {"inputUris": [list_uri]}},
+            "outputConfig": {"gcsDestination": {"outputUriPrefix": out_uri}},
+            "params": self.params,
+        }
+        reply = server.client.post(f"{server.automl_base}/models/{model_id}:batchPredict", json=body)
+        return f"{server.url}/v1/{_created(reply, 'batchPredict')['name']}"
+
+    def ended(self, polled: dict) -> bool:
+        return bool(polled.get("done"))
+
+    def outcome(self, polled: dict) -> tuple[float, str]:
+        if "error" in polled:
+            sys.exit(f"the job failed: {polled['error']}")
+        metadata = polled["metadata"]  # a done operation's last updateTime is when it ended
+        return (_epoch(metadata["updateTime"]) - _epoch(metadata["createTime"]),
+                metadata["batchPredictDetails"]["outputInfo"]["gcsOutputDirectory"])
+
+    def labels(self, record: dict) -> int:
+        return len(record["annotations"])
+
+
+class VertexJobs(Jobs):
+    """A Vertex AI batchPredictionJob with a file-list input: the job to poll until it ends, predictions_N.jsonl
+    results. Its modelParameters have what AutoML's params lack: maxPredictions, a top-k per image."""
+
+    title, params_name = "Vertex AI batchPredictionJob", "modelParameters"
+    vertex_port = True
+    results = "predictions_*.jsonl"
+    ENDED = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
+
+    def typed_params(self) -> Any:
+        from batchline.surfaces import vertex
+
+        return vertex.params(self.problem, self.params)
+
+    def submit(self, server: Server, model_id: str, list_uri: str, out_uri: str) -> str:
+        body = {
+            "displayName": "bench",
+            "model": f"projects/{PROJECT}/locations/{LOCATION}/models/{model_id}",
+            "inputConfig": {"instancesFormat": "file-list", "gcsSource": {"uris": [list_uri]}},
+            "modelParameters": self.params,
+            "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": out_uri}},
+        }
+        reply = server.client.post(f"{server.vertex_base}/batchPredictionJobs", json=body)
+        return f"{server.vertex_url}/v1/{_created(reply, 'the batchPredictionJob')['name']}"
+
+    def ended(self, polled: dict) -> bool:
+        return polled.get("state") in self.ENDED
+
+    def outcome(self, polled: dict) -> tuple[float, str]:
+        if polled["state"] != "JOB_STATE_SUCCEEDED":
+            sys.exit(f"the job ended {polled['state']}: {polled.get('error')}")
+        return _epoch(polled["endTime"]) - _epoch(polled["createTime"]), polled["outputInfo"]["gcsOutputDirectory"]
+
+    def labels(self, record: dict) -> int:
+        return len(record["prediction"]["ids"])
+
+
+JOB_KINDS: dict[str, type[Jobs]] = {"automl": AutomlJobs, "vertex": VertexJobs}
+
+
+def jobs_for(model: BenchModel, problem: Any) -> Jobs:
+    return JOB_KINDS[model.surface](model, problem)
+
+
+class Server:
+    """`batchline serve` on free local ports (AutoML's, and Vertex's where the jobs need it), as a subprocess, with
+    its own data dir; it runs the model's jobs as `jobs` says."""
+
+    def __init__(self, data: DataDir, jobs: Jobs):
+        self.data, self.jobs = data, jobs
+        self.port, vertex_port = free_ports(2)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.base = f"{self.url}/v1/projects/{PROJECT}/locations/{LOCATION}"
+        self.automl_base = f"{self.url}/v1/projects/{PROJECT}/locations/{LOCATION}"
         self.log_path = data.root / f"server-{self.port}.log"
         cmd = [*batchline_cmd(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--data-dir", str(data.root)]
+        ready = [f"{self.automl_base}/models"]
+        if jobs.vertex_port:  # only then: an AutoML-only run serves what it always did
+            self.vertex_url = f"http://127.0.0.1:{vertex_port}"
+            self.vertex_base = f"{self.vertex_url}/v1/projects/{PROJECT}/locations/{LOCATION}"
+            cmd += ["--vertex-port", str(vertex_port)]
+            ready.append(f"{self.vertex_base}/models")
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=data.root)
         self.client = httpx.Client(timeout=60)
         self.sampler = RssSampler(self.proc.pid)
         self.sampler.start()
-        self._wait_ready()
+        for url in ready:
+            self._wait_ready(url)
 
-    def _wait_ready(self, timeout: float = 120) -> None:
+    def _wait_ready(self, url: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 sys.exit(f"batchline serve exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
-                if self.client.get(f"{self.base}/models").status_code == 200:
+                if self.client.get(url).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        sys.exit(f"batchline serve did not answer within {timeout} s; see {self.log_path}")
+        sys.exit(f"batchline serve did not answer {url} within {timeout} s; see {self.log_path}")
 
-    def batch_predict(self, model_id: str, csv_uri: str, out_uri: str) -> str:
-        body = {
-            "inputConfig": {"gcsSource": {"inputUris": [csv_uri]}},
-            "outputConfig": {"gcsDestination": {"outputUriPrefix": out_uri}},
-            "params": self.params,
-        }
-        reply = self.client.post(f"{self.base}/models/{model_id}:batchPredict", json=body)
-        if reply.status_code != 200:
-            sys.exit(f"batchPredict was refused: {reply.status_code} {reply.text}")
-        return reply.json()["name"]
-
-    def wait_done(self, op_name: str, poll: float, timeout: float = 3600) -> dict:
-        url = f"{self.url}/v1/{op_name}"
+    def wait_ended(self, url: str, poll: float, timeout: float = 3600) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                op = self.client.get(url).json()
+                polled = self.client.get(url).json()
             except httpx.HTTPError as exc:
                 if self.proc.poll() is not None:
                     sys.exit(f"batchline serve died ({self.proc.returncode}):\n{self.log_path.read_text()[-4000:]}")
                 raise SystemExit(f"polling {url} failed: {exc}") from None
-            if op.get("done"):
-                return op
+            if self.jobs.ended(polled):
+                return polled
             time.sleep(poll)
-        sys.exit(f"operation {op_name} not done after {timeout} s")
+        sys.exit(f"{url} not done after {timeout} s")
 
-    def run_job(self, model_id: str, csv_uri: str, expected: int, poll: float) -> Job:
-        """Submit, poll until done, check the outputs."""
+    def run_job(self, model_id: str, list_uri: str, expected: int, poll: float) -> Job:
+        """Submit, poll until it ends, check the outputs."""
         t0 = time.perf_counter()
-        name = self.batch_predict(model_id, csv_uri, f"gs://{BUCKET}/out/")
-        op = self.wait_done(name, poll)
+        url = self.jobs.submit(self, model_id, list_uri, f"gs://{BUCKET}/out/")
+        polled = self.wait_ended(url, poll)
         observed = time.perf_counter() - t0
-        if "error" in op:
-            sys.exit(f"the job failed: {op['error']}")
-        metadata = op["metadata"]
-        seconds = _epoch(metadata["updateTime"]) - _epoch(metadata["createTime"])
-        return Job(seconds, observed, self._check_outputs(op, expected))
+        seconds, output_dir = self.jobs.outcome(polled)
+        return Job(seconds, observed, self._check_outputs(output_dir, expected))
 
-    def _check_outputs(self, op: dict, expected: int) -> int:
-        """N result lines and no errors, or exit; the annotations in all result lines."""
-        folder = self.data.local(op["metadata"]["batchPredictDetails"]["outputInfo"]["gcsOutputDirectory"])
-        counts = [_count_annotations(p) for p in folder.glob(f"{self.output_stem}_*.jsonl")]
-        results = sum(lines for lines, _ in counts)
+    def _check_outputs(self, output_dir: str, expected: int) -> int:
+        """N result lines (each with labels_per_image annotations, where set) and no errors, or exit; the
+        annotations in all result lines."""
+        folder = self.data.local(output_dir)
+        per_line = [n for path in sorted(folder.glob(self.jobs.results)) for n in _labels_per_line(path, self.jobs)]
         errors = sum(_count_lines(p) for p in folder.glob("errors_*.jsonl"))
-        if results != expected or errors:
-            sys.exit(f"{folder}: {results} result lines and {errors} error lines, expected {expected} results")
-        return sum(annotations for _, annotations in counts)
+        if len(per_line) != expected or errors:
+            sys.exit(f"{folder}: {len(per_line)} result lines and {errors} error lines, expected {expected} results")
+        exact = self.jobs.labels_per_image
+        if exact is not None and set(per_line) != {exact}:
+            sys.exit(f"{folder}: result lines hold {min(per_line)} to {max(per_line)} labels, expected {exact} each")
+        return sum(per_line)
 
     def peak_rss(self) -> int:
         """The server's peak RSS plus each decoder process's (an upper bound of their peak together)."""
@@ -646,11 +785,10 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in handle)
 
 
-def _count_annotations(path: Path) -> tuple[int, int]:
-    """(lines, annotations) of a result file."""
+def _labels_per_line(path: Path, jobs: Jobs) -> list[int]:
+    """The annotations in each line of a result file."""
     with path.open("rb") as handle:
-        per_line = [len(json.loads(line)["annotations"]) for line in handle]
-    return len(per_line), sum(per_line)
+        return [jobs.labels(json.loads(line)) for line in handle]
 
 
 class PySpy:
@@ -691,7 +829,7 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def print_header(model: BenchModel, manifest: Any, cores: int, image_bytes: int, count: int) -> None:
+def print_header(model: BenchModel, manifest: Any, cores: int, image_bytes: int, count: int, jobs: Jobs) -> None:
     import onnxruntime
 
     overrides = {k: v for k, v in os.environ.items() if k.startswith("BATCHLINE_")}
@@ -702,11 +840,12 @@ def print_header(model: BenchModel, manifest: Any, cores: int, image_bytes: int,
           f"({', '.join(onnxruntime.get_available_providers())}), numpy {np.__version__}")
     print(f"model        {model.title} {manifest.input.size[0]}x{manifest.input.size[1]}, "
           f"{len(manifest.labels)} classes, random weights, fp32, batch_size {manifest.batch_size} ({model.folder})")
-    if model.params:
-        print(f"params       {', '.join(f'{k}={v}' for k, v in model.params.items())} in every job and the naive "
-              f"loop: {model.params_why}")
+    asked = ", ".join(f"{k}={v}" for k, v in model.params.items()) or "defaults"
+    why = f": {model.params_why}" if model.params_why else ""
+    print(f"jobs         {jobs.title} (every job of the run), {jobs.params_name} {asked}{why}")
     print(f"images       N = {count:,} JPEGs {WIDTH}x{HEIGHT} q{QUALITY}, mean {image_bytes / count / 1024:.0f} KiB")
-    print(f"server       batchline serve, settings: {overrides or 'defaults'}")
+    print(f"server       batchline serve{' --vertex-port' if jobs.vertex_port else ''}, "
+          f"settings: {overrides or 'defaults'}")
 
 
 def line(name: str, value: str, note: str = "") -> None:
@@ -718,25 +857,25 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     from batchline.models.manifest import load_manifest
     from batchline.problems import problem_for
     from batchline.runtimes.onnx import OnnxRuntime
-    from batchline.surfaces import automl
 
     cores = n_cores()
     model = MODELS[args.model]
     ensure_model(model, args.torch_python)
     manifest = load_manifest(model.folder)
+    problem = problem_for(manifest)
+    jobs = jobs_for(model, problem)
     paths = ensure_images(args.n, cores)
     image_bytes = warm_page_cache(paths)
-    print_header(model, manifest, cores, image_bytes, len(paths))
+    print_header(model, manifest, cores, image_bytes, len(paths), jobs)
     data = make_data_dir(paths)
-    figures: dict[str, Any] = {"model": model.key, "params": model.params, "n": args.n, "cores": cores,
-                               "cpu": cpu_model(), "load_average_start": os.getloadavg()}
+    figures: dict[str, Any] = {"model": model.key, "jobs": jobs.title, "params": model.params, "n": args.n,
+                               "cores": cores, "cpu": cpu_model(), "load_average_start": os.getloadavg()}
     server = None
     try:
         model_id = import_model(data, model.folder)
         sample = min(len(paths), args.sample)
         runtime = OnnxRuntime(manifest, model.folder / manifest.artifact, threads=cores)
         check_model_matches_reference(model.folder / manifest.artifact, model.folder)
-        problem = problem_for(manifest)
         tensors, _ = problem.preprocessor.batch([p.read_bytes() for p in paths[:32]])
 
         gpu = runtime.device == "cuda"
@@ -746,7 +885,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                     decode_only(paths[:sample], manifest, cores, manifest.batch_size))
 
         before = measure_stages()
-        server = Server(data, model.params, automl.spec(problem).results_stem)
+        server = Server(data, jobs)
         data.add_csv("warm", data.uris[:6])
         first_six = server.run_job(model_id, data.csvs["warm"], 6, poll=0.02).observed
         spy = PySpy(args.py_spy, server.proc.pid)
@@ -792,7 +931,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         naive_paths = paths[:sample]
         with tempfile.TemporaryDirectory(dir=OUT) as tmp:
             rate_naive = naive_loop(naive_paths, model.folder / manifest.artifact, problem,
-                                    automl.params(problem, model.params), Path(tmp) / "naive.jsonl")
+                                    jobs.typed_params(), Path(tmp) / "naive.jsonl")
         line("naive loop", f"{rate_naive:,.0f}", f"{len(naive_paths):,} images, PIL, batch 1, a default session, "
              f"{NAIVE_POSTPROCESS[problem.name][1]}")
 
@@ -842,25 +981,25 @@ def run_rss_check(args: argparse.Namespace) -> dict[str, Any]:
     """Peak RSS of the server for a job of each size in --rss-sizes, each on a fresh server."""
     from batchline.models.manifest import load_manifest
     from batchline.problems import problem_for
-    from batchline.surfaces import automl
 
     cores = n_cores()
     model = MODELS[args.model]
     ensure_model(model, args.torch_python)
     manifest = load_manifest(model.folder)
-    output_stem = automl.spec(problem_for(manifest)).results_stem
+    jobs = jobs_for(model, problem_for(manifest))  # the same job kind as the end-to-end figure's
     sizes = sorted(args.rss_sizes)
     paths = ensure_images(max(sizes), cores)
     image_bytes = warm_page_cache(paths) if args.warm_cache else sum(p.stat().st_size for p in paths)
-    print_header(model, manifest, cores, image_bytes, len(paths))
+    print_header(model, manifest, cores, image_bytes, len(paths), jobs)
     print("\n-- peak RSS of batchline serve by job size (a fresh server per size)")
-    figures: dict[str, Any] = {"model": model.key, "params": model.params, "cores": cores, "rss": {}}
+    figures: dict[str, Any] = {"model": model.key, "jobs": jobs.title, "params": model.params, "cores": cores,
+                               "rss": {}}
     data = make_data_dir(paths)
     try:
         model_id = import_model(data, model.folder)
         for n in sizes:
             csv = data.add_csv(f"n{n}", data.uris[:n])
-            server = Server(data, model.params, output_stem)
+            server = Server(data, jobs)
             try:
                 seconds = server.run_job(model_id, csv, n, poll=args.poll).seconds
                 peak = server.peak_rss()
