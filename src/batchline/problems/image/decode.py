@@ -86,11 +86,23 @@ def decode_image(data: bytes, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
     found = image_format(data)
     try:
         image, geometry = _decode_jpeg(data, spec) if found == "JPEG" else _decode_with_pillow(data, found, spec)
-        array = np.asarray(_resize(image, geometry, spec), dtype=np.uint8)
+        return fit_picture(image, spec, geometry)
     except UnidentifiedImageError:
         raise InvalidArgument(f"image cannot be decoded: the data starts as {found} but is not valid {found}") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidArgument(f"image cannot be decoded: {exc}") from None
+
+
+def fit_picture(
+    picture: Image.Image | np.ndarray, spec: InputSpec, geometry: Geometry | None = None
+) -> tuple[np.ndarray, Geometry]:
+    """A decoded 8-bit RGB picture (HxWx3) resized to spec.size: uint8 HxWx3 in the model's channel order, and how
+    it was fitted. `geometry` is that of the original picture when `picture` was decoded smaller than it (JPEG DCT
+    scaling); by default it is the picture's own fit."""
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    if geometry is None:
+        geometry = Geometry.fit(*image.size, spec)
+    array = np.asarray(_resize(image, geometry, spec), dtype=np.uint8)
     return (array[..., ::-1] if spec.channel_order == "bgr" else array), geometry
 
 
