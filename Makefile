@@ -1,4 +1,4 @@
-# make run : install into .venv, start batchline, run a batch prediction on the example images, stop.
+# make run : install into .venv (with the video extra), start batchline, batch-predict the examples (images, scenes, a video), stop.
 # make test: install the test extras and run the whole test suite (what CI runs).
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[video]'
 	touch $@
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml

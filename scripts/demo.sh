@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The five-minute tour in one command: serve, batch-predict the example images (classification) and scenes
-# (detection), show results, draw the boxes of one scene, stop.
+# The five-minute tour in one command: serve, batch-predict the example images (classification), scenes
+# (detection) and a generated video (tracking), show results, draw the boxes of one scene and the video's tracks, stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -45,3 +45,18 @@ SCENE=$(ls "$DATA/buckets/demo/scenes" | head -n 1)
 $BIN/batchline predict --server "$SERVER" --model shapes-detector "$DATA/buckets/demo/scenes/$SCENE" \
   --render "$DATA/boxes.png"
 echo "== open $DATA/boxes.png to see the boxes on $SCENE"
+
+echo "== video object tracking: a generated 6-second video of moving shapes with shapes-tracker"
+mkdir -p "$DATA/buckets/demo/videos"
+$BIN/python scripts/videos.py "$DATA/buckets/demo/videos" --n 1 --seed 7 --size 640x480 --fps 30 --seconds 6
+echo "gs://demo/videos/00000.mp4,0,inf" > "$DATA/buckets/demo/videos.csv"
+OUT=$($BIN/batchline batch-predict --server "$SERVER" --model shapes-tracker \
+  --input gs://demo/videos.csv --output gs://demo/out/ --wait | tail -n 1 | sed 's/^output: //')
+DIR="$DATA/buckets/${OUT#gs://}"
+echo "== results in $OUT:"
+ls "$DIR"
+cat "$DIR"/video_object_tracking.csv
+head -c 400 "$DIR"/video_object_trackinng_1.json; echo
+$BIN/batchline render "$DATA/buckets/demo/videos/00000.mp4" "$DIR/video_object_trackinng_1.json" \
+  --out "$DATA/tracks.png"
+echo "== open $DATA/tracks.png to see the tracked shapes, each with its instance id"

@@ -15,7 +15,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from batchline.domain.predictions import Classification, Detection, Detections, Label
+from batchline.domain.predictions import (
+    Classification,
+    Detection,
+    Detections,
+    Label,
+    Track,
+    TrackedBox,
+    VideoTracks,
+)
 
 app = typer.Typer(help="batchline: Google Cloud AutoML v1 prediction, self-hosted.", no_args_is_help=True)
 operations_app = typer.Typer(help="Long-running operations (batch jobs, deploys).", no_args_is_help=True)
@@ -210,6 +218,55 @@ def _prediction(payload: list[dict[str, Any]]) -> Classification | Detections:
         box = (top_left.get("x", 0.0), top_left.get("y", 0.0), bottom_right.get("x", 0.0), bottom_right.get("y", 0.0))
         boxes.append(Detection(item["displayName"], detection["score"], box))
     return Detections(tuple(boxes))
+
+
+@app.command()
+def render(
+    video: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The video file the tracks are of.")],
+    tracks: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="Its tracks: an AutoML video_object_trackinng_N.json, or a Vertex prediction (a JSON list of tracks).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Where to write the contact sheet (PNG).")] = Path("tracks.png"),
+    frames: Annotated[int, typer.Option(min=1, max=64, help="Frames on the sheet.")] = 12,
+) -> None:
+    """Draw a video's tracked boxes, with their instance ids and labels, on a contact sheet of its frames."""
+    from batchline.render import contact_sheet
+
+    found = _tracks(json.loads(tracks.read_text()))
+    out.write_bytes(contact_sheet(video, found, frames))
+    console.print(f"{len(found.tracks)} tracks drawn on {out}")
+
+
+def _tracks(payload: list[dict[str, Any]]) -> VideoTracks:
+    """AutoML's payloads (one per box per frame) or Vertex's tracks, back into tracks."""
+    if payload and "frames" in payload[0]:  # Vertex: one entry per track
+        return VideoTracks(tuple(
+            Track(number, t["displayName"], t["confidence"], tuple(
+                TrackedBox(_seconds(f["timeOffset"]), (f["xMin"], f["yMin"], f["xMax"], f["yMax"]), t["confidence"])
+                for f in t["frames"]
+            ))
+            for number, t in enumerate(payload, 1)
+        ))  # fmt: skip
+    boxes: dict[int, list[tuple[str, TrackedBox]]] = {}
+    for item in payload:
+        found = item["video_object_tracking"]
+        top_left, bottom_right = found["bounding_box"]["normalized_vertices"]
+        box = (top_left.get("x", 0.0), top_left.get("y", 0.0), bottom_right.get("x", 0.0), bottom_right.get("y", 0.0))
+        tracked = TrackedBox(_seconds(found["time_offset"]), box, found["score"])
+        boxes.setdefault(int(found["instance_id"]), []).append((item["display_name"], tracked))
+    return VideoTracks(tuple(
+        Track(i, entries[0][0], sum(b.score for _, b in entries) / len(entries), tuple(b for _, b in entries))
+        for i, entries in sorted(boxes.items())
+    ))  # fmt: skip
+
+
+def _seconds(duration: str) -> float:
+    return float(duration.rstrip("s"))
 
 
 @operations_app.command("get")

@@ -135,7 +135,7 @@ class JobRun:
         if limit is not None and total and failed / total > limit:
             message = (
                 f"{failed} of {total} inputs failed ({failed / total:.0%}), more than the {limit:.0%} allowed "
-                f"(BATCHLINE_MAX_FAILED_RATIO); see errors_*.jsonl in {self.job.output_dir}"
+                f"(BATCHLINE_MAX_FAILED_RATIO); the output folder {self.job.output_dir} says which and why"
             )
             return JobState.FAILED, {**values, "error": InvalidArgument(message).to_status()}
         return JobState.SUCCEEDED, values

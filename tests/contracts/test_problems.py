@@ -6,20 +6,25 @@ batch): a problem added without one fails `test_every_problem_has_a_contract_cas
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import math
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import videos  # scripts/videos.py, on sys.path through tests/conftest.py
 from PIL import Image
 
 from batchline.domain.predictions import Prediction
 from batchline.models.manifest import Manifest
 from batchline.problems import PROBLEMS, problem_for
-from batchline.problems.base import ONE_ITEM, Problem
+from batchline.problems.base import ONE_ITEM, Params, Problem
 from batchline.surfaces import automl, vertex
 
 LABELS = ["circle", "square", "star"]
@@ -42,13 +47,24 @@ def _yolo_head(batch: int) -> dict[str, np.ndarray]:
     return {"output0": head}
 
 
+@functools.cache
+def _mp4() -> bytes:
+    """A 2-second video of moving shapes with a cut (scripts/videos.py)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        videos.make_video(path, videos.VideoSpec(width=160, height=120, fps=10, seconds=2, shots=2, seed=1))
+        return path.read_bytes()
+
+
 @dataclass(frozen=True)
 class Case:
     manifest: dict[str, Any]
     source: Callable[[], bytes]
     outputs: Callable[[int], dict[str, np.ndarray]]
+    args: dict[str, Any] = field(default_factory=dict)  # what a surface's reader gives the input besides its source
 
 
+SEGMENT = {"start": 0.0, "end": math.inf}
 CASES = {
     "image_classification": Case(
         {"input": {"size": [16, 16]}, "output": {"scores": "logits", "activation": "softmax"}}, _png, _scores
@@ -57,6 +73,15 @@ CASES = {
         {"input": {"size": [16, 16], "resize": "letterbox"}, "output": {"format": "yolo", "predictions": "output0"}},
         _png,
         _yolo_head,
+    ),
+    "video_classification": Case(
+        {"input": {"size": [16, 16]}, "output": {"scores": "logits", "activation": "softmax"}}, _mp4, _scores, SEGMENT
+    ),
+    "video_object_tracking": Case(
+        {"input": {"size": [16, 16], "resize": "letterbox"}, "output": {"format": "yolo", "predictions": "output0"}},
+        _mp4,
+        _yolo_head,
+        SEGMENT,
     ),
 }
 
@@ -71,28 +96,35 @@ def test_every_problem_has_a_contract_case() -> None:
     assert sorted(CASES) == PROBLEMS.names()
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_parts_fit_from_source_to_prediction(name: str) -> None:
-    problem, case = _problem(name), CASES[name]
+def _source(problem: Problem, case: Case) -> Any:
+    """What a decoder hands the preprocessor: the bytes, or an open file for one that streams."""
+    data = case.source()
+    return io.BytesIO(data) if problem.preprocessor.streams else data
+
+
+def _predict(problem: Problem, case: Case, params: Params) -> Prediction:
+    """One input through the three parts, as the executor runs them (all its items in one batch)."""
     pre = problem.preprocessor
     shape, dtype = pre.layout
-    plan = pre.plan(case.source(), {}, problem.Params()) if pre.expands else ONE_ITEM
+    plan = pre.plan(_source(problem, case), case.args, params) if pre.expands else ONE_ITEM
     rows = np.full((len(plan.refs), *shape), 7, dtype)
-    facts = pre.fill(case.source(), plan.refs, list(rows))
-    assert len(facts) == len(plan.refs) and not any(isinstance(f, BaseException) for f in facts)
+    facts = pre.fill(_source(problem, case), plan.refs, list(rows))
+    assert len(facts) == len(plan.refs) and not any(isinstance(f, BaseException) for f in facts), facts
     assert not (rows == 7).all(), "fill wrote nothing into the rows"
-
-    outputs = problem.postprocessor.decode(case.outputs(len(facts)), facts, problem.Params())
+    outputs = problem.postprocessor.decode(case.outputs(len(facts)), facts, params)
     assert len(outputs) == len(facts)
-    prediction = problem.reducer.reduce(plan.facts, outputs, problem.Params())
-    assert isinstance(prediction, Prediction)
+    return problem.reducer.reduce(plan.facts, outputs, params)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_parts_fit_from_source_to_prediction(name: str) -> None:
+    problem = _problem(name)
+    assert isinstance(_predict(problem, CASES[name], problem.Params()), Prediction)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_both_surfaces_take_its_params_and_write_its_predictions(name: str) -> None:
     problem, case = _problem(name), CASES[name]
-    pre = problem.preprocessor
-    _, facts = pre.batch([case.source(), case.source()])
     served = 0
     for surface, encoder, defaults in (
         (automl, automl.AutomlEncoder(), lambda p: automl.params(p, {})),
@@ -101,10 +133,9 @@ def test_both_surfaces_take_its_params_and_write_its_predictions(name: str) -> N
         if name not in surface.CATALOG:
             continue
         served += 1
-        params = defaults(problem)
-        predictions = problem.predictions(case.outputs(2), facts, params)
+        prediction = _predict(problem, case, defaults(problem))
         head = json.dumps({"instance": {"content": "gs://b/x"}}) if surface is vertex else "gs://b/x"
-        line = json.loads(encoder.result_line(head, predictions[0]))
+        line = json.loads(encoder.result_line(head, prediction))
         assert ("prediction" in line) if surface is vertex else ("annotations" in line)
     assert served, f"{name} is served by no surface"
 

@@ -1,4 +1,5 @@
-"""`make run`'s script, as the README promises it: serve, batch-predict the example images, print results, stop."""
+"""`make run`'s script, as the README promises it: serve, batch-predict the example images, scenes and a video, print
+results, stop."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def test_demo_script_predicts_the_example_images_and_scenes(tmp_path: Path) -> N
     data = tmp_path / "demo-data"
     env = {**os.environ, "DATA": str(data), "PORT": str(free_port()), "BIN": str(Path(sys.executable).parent)}
     done = subprocess.run(
-        ["bash", str(REPO / "scripts" / "demo.sh")], env=env, capture_output=True, text=True, timeout=120
+        ["bash", str(REPO / "scripts" / "demo.sh")], env=env, capture_output=True, text=True, timeout=240
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "shapes-classifier" in done.stdout
@@ -37,3 +38,10 @@ def test_demo_script_predicts_the_example_images_and_scenes(tmp_path: Path) -> N
     assert all(line["annotations"] for line in lines)  # every example scene has shapes the detector finds
     drawn = data / "boxes.png"
     assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "boxes.png" in done.stdout
+    # And a generated video through the example tracker: an OK index line, tracks with ids, a contact sheet.
+    (index,) = data.glob("buckets/demo/out/prediction-shapes_tracker-*/video_object_tracking.csv")
+    assert index.read_text() == "gs://demo/videos/00000.mp4,0,inf,video_object_trackinng_1.json,OK\n"
+    payloads = json.loads((index.parent / "video_object_trackinng_1.json").read_text())
+    assert len({p["video_object_tracking"]["instance_id"] for p in payloads}) >= 3  # several shapes, over 3 shots
+    sheet = data / "tracks.png"
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "tracks.png" in done.stdout

@@ -24,6 +24,7 @@ from typing import Any
 
 from batchline.errors import InvalidArgument
 from batchline.executor.inputs import Input, read_input_file
+from batchline.executor.segments import instance_segment
 from batchline.problems.image.decode import MAX_IMAGE_BYTES
 from batchline.storage import Storage
 
@@ -46,6 +47,12 @@ class Media:
     args: Callable[[dict[str, Any]], dict[str, Any]] = _no_args
 
 
+VIDEO = Media(
+    "video",
+    50 * 2**30,
+    '{"content": "gs://BUCKET/VIDEO.mp4", "mimeType": "video/mp4", "timeSegmentStart": "0s", "timeSegmentEnd": "inf"}',
+    instance_segment,
+)
 IMAGE = Media(
     "image", MAX_IMAGE_BYTES, '{"content": "gs://BUCKET/IMAGE.jpg" or base64 bytes, "mimeType": "image/jpeg"}'
 )

@@ -11,7 +11,10 @@ PROBLEMS: Registry[type[Problem]] = Registry(
     {
         "image_classification": "batchline.problems.image.classification:ImageClassification",
         "image_object_detection": "batchline.problems.image.detection:ImageObjectDetection",
+        "video_classification": "batchline.problems.video.classification:VideoClassification",
+        "video_object_tracking": "batchline.problems.video.object_tracking:VideoObjectTracking",
     },
+    hints={"video_classification": "batchline[video]", "video_object_tracking": "batchline[video]"},
 )
 
 

@@ -13,7 +13,7 @@ wire parameters onto them (surfaces/).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO, Any, ClassVar
@@ -100,6 +100,20 @@ class Postprocessor(ABC):
     def decode(self, outputs: dict[str, np.ndarray], facts: Sequence[Any], params: Params) -> list[Any]:
         """A batch's model outputs, and the facts fill returned for each of its items -> one output per item, as
         little filtered as the reducer needs (a tracker wants the low-score boxes too)."""
+
+
+class WithFacts(Postprocessor):
+    """Another postprocessor's outputs, each paired with its item's facts: for a reducer that needs both (a video
+    frame's time and histogram beside its boxes). `inner_facts` picks what the other postprocessor reads of them
+    (a frame's image geometry)."""
+
+    def __init__(self, inner: Postprocessor, inner_facts: Callable[[Any], Any]):
+        super().__init__(inner.manifest)
+        self.inner, self.inner_facts = inner, inner_facts
+
+    def decode(self, outputs: dict[str, np.ndarray], facts: Sequence[Any], params: Params) -> list[Any]:
+        decoded = self.inner.decode(outputs, [self.inner_facts(f) for f in facts], params)
+        return list(zip(facts, decoded, strict=True))
 
 
 class Reducer(ABC):

@@ -20,7 +20,6 @@ from batchline.executor.vertex_inputs import InstanceSource, count_instances, it
 from batchline.problems.base import Params, Problem
 from batchline.storage import Storage
 from batchline.surfaces import automl, vertex
-from batchline.writers.automl import AutomlWriter
 from batchline.writers.staged import LineEncoder, ShardWriter
 from batchline.writers.vertex import VertexWriter
 
@@ -55,7 +54,7 @@ def _automl(request: dict[str, Any], problem: Problem, storage: Storage, setting
         inputs=partial(iter_inputs, storage, uris, row.rows),
         count_inputs=partial(count_inputs, storage, uris, row.rows),
         output_prefix=request["outputConfig"]["gcsDestination"]["outputUriPrefix"],
-        writer=partial(AutomlWriter, storage, encoder=automl.AutomlEncoder(), stem=row.results_stem),
+        writer=partial(row.writer, storage),
         encoder=automl.AutomlEncoder(),
         max_failed_ratio=settings.max_failed_ratio,
         result_metadata=automl.result_metadata(problem, params),

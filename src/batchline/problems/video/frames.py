@@ -115,6 +115,11 @@ class VideoPreprocessor(Preprocessor):
                     )
                 stop = min(end, duration)
                 refs = timestamps(start, stop, rate)
+                if not _holds_a_frame(start, stop, video.fps):
+                    raise InvalidArgument(
+                        f"the segment {_seconds(start)} to {_seconds(stop)} holds no frame of the video, which has "
+                        f"{video.fps:g} frames a second"
+                    )
                 if not refs:
                     raise InvalidArgument(
                         f"the segment {_seconds(start)} to {_seconds(stop)} holds no frame sampled at {rate:g} a second"
@@ -187,6 +192,11 @@ def timestamps(start: float, stop: float, rate: float) -> tuple[float, ...]:
     count = max(0, math.ceil((stop - start) * rate + _EPSILON))
     found = (round(start + i / rate, 6) for i in range(count))
     return tuple(t for t in found if t < stop - _EPSILON / 2)
+
+
+def _holds_a_frame(start: float, stop: float, fps: float) -> bool:
+    """Does [start, stop) hold the time of one of the video's own frames (k / fps)?"""
+    return not fps or math.ceil(start * fps - _EPSILON) < stop * fps - _EPSILON
 
 
 def histogram(rgb: np.ndarray) -> np.ndarray:
