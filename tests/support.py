@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,8 @@ import onnx
 import yaml
 from onnx import TensorProto, helper
 from PIL import Image
+
+from batchline.config import Settings
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -305,3 +309,49 @@ while True:  # the same name, a real folder one moment and a link to outside the
     os.rename(swap, link)
     os.rename(real, swap)
 """
+
+
+class IdLines:
+    """An encoder whose lines are the input's id and whose JSON files list the labels: for what a layout does with
+    them, whatever they say."""
+
+    def result_line(self, input_id: str, prediction: object) -> str:
+        return input_id
+
+    def error_line(self, input_id: str, status: object) -> str:
+        return input_id
+
+    def failure_message(self, input_id: str, status: object) -> str:
+        return input_id
+
+    def result_json(self, prediction: Any) -> str:
+        return json.dumps([label.label for label in prediction.labels])
+
+
+@contextlib.contextmanager
+def both_surfaces(settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
+    """The AutoML and Vertex AI apps in process over one set of services, the worker running."""
+    from fastapi.testclient import TestClient
+
+    from batchline.api.app import create_app, create_vertex_app
+    from batchline.services import build_services
+
+    services = build_services(settings)
+    try:
+        with (
+            TestClient(create_app(settings, services, own_services=False)) as automl,
+            TestClient(create_vertex_app(services)) as vertex,
+        ):
+            services.worker.start()
+            yield automl, vertex
+    finally:
+        services.close()
+
+
+def wait_vertex_job(vertex: TestClient, name: str, timeout: float = 300) -> dict:
+    """A Vertex job once it has ended."""
+    deadline = time.monotonic() + timeout
+    while (job := vertex.get(f"/v1/{name}").json())["state"] not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    return job

@@ -7,7 +7,6 @@ exactly once and nothing of a worker that lost its lease is."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,29 +20,12 @@ from batchline.writers.automl import AutomlWriter
 from batchline.writers.indexed import IndexedJsonWriter
 from batchline.writers.staged import STAGING, Failure, Result, ShardWriter
 from batchline.writers.vertex import VertexWriter
-
-
-class _AsId:
-    """Lines that are the input's id, JSON files that are the labels: what the layout does with them, whatever
-    they say."""
-
-    def result_line(self, input_id, prediction):
-        return input_id
-
-    def error_line(self, input_id, status):
-        return input_id
-
-    def failure_message(self, input_id, status):
-        return input_id
-
-    def result_json(self, prediction):
-        return json.dumps([label.label for label in prediction.labels])
-
+from tests.support import IdLines
 
 OUTPUT = "gs://b/out/prediction-m-2026-01-01T00:00:00.000Z"
 FOUND = Classification((Label("a", 0.5),))
 BAD = {"code": 3, "message": "bad input"}
-AS_ID = _AsId()
+AS_ID = IdLines()
 LAYOUTS: dict[str, Callable[[Storage], ShardWriter]] = {
     "automl": lambda storage: AutomlWriter(storage, OUTPUT, AS_ID, "image_classification"),
     "vertex": lambda storage: VertexWriter(storage, OUTPUT, AS_ID),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +15,9 @@ import videos  # scripts/videos.py, on sys.path through tests/conftest.py
 from fastapi.testclient import TestClient
 from sklearn.metrics import accuracy_score, f1_score
 
-from batchline.api.app import create_app, create_vertex_app
 from batchline.config import Settings
-from batchline.services import Services, build_services
 from tests.examples.shipped import REPO
-from tests.support import BASE, output_folder, read_jsonl, wait_done
+from tests.support import BASE, both_surfaces, output_folder, read_jsonl, wait_done, wait_vertex_job
 
 SAMPLE_RATE = 5  # the example video models' video.frame_rate
 
@@ -43,23 +40,19 @@ CLASSIFICATION = [
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    built = build_services(Settings(data_dir=tmp_path / "data", examples_dir=REPO / "examples" / "models"))
-    yield built
-    built.close()
+def apps(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient]]:
+    with both_surfaces(Settings(data_dir=tmp_path / "data", examples_dir=REPO / "examples" / "models")) as both:
+        yield both
 
 
 @pytest.fixture
-def automl(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services.settings, services, own_services=False)) as client:
-        services.worker.start()
-        yield client
+def automl(apps: tuple[TestClient, TestClient]) -> TestClient:
+    return apps[0]
 
 
 @pytest.fixture
-def vertex(services: Services, automl: TestClient) -> Iterator[TestClient]:
-    with TestClient(create_vertex_app(services)) as client:
-        yield client
+def vertex(apps: tuple[TestClient, TestClient]) -> TestClient:
+    return apps[1]
 
 
 def _write(tmp_path: Path, specs: list[videos.VideoSpec], folder: str) -> list[tuple[str, videos.GroundTruth]]:
@@ -265,11 +258,7 @@ def _vertex_job(vertex: TestClient, tmp_path: Path, model: str, instances: list[
     }
     reply = vertex.post(f"{BASE}/batchPredictionJobs", json=body)
     assert reply.status_code == 200, reply.text
-    name = reply.json()["name"]
-    deadline = time.monotonic() + 600
-    while (job := vertex.get(f"/v1/{name}").json())["state"] not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
+    job = wait_vertex_job(vertex, reply.json()["name"], timeout=600)
     assert job["state"] == "JOB_STATE_SUCCEEDED" and job["completionStats"]["failedCount"] == "0", job
     folder = tmp_path / "data" / "buckets" / job["outputInfo"]["gcsOutputDirectory"].removeprefix("gs://")
     return read_jsonl(folder, "predictions_*.jsonl")

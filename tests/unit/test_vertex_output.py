@@ -18,26 +18,14 @@ from batchline.surfaces import vertex
 from batchline.surfaces.vertex import VertexEncoder
 from batchline.writers.automl import AutomlWriter
 from batchline.writers.vertex import VertexWriter
+from tests.support import IdLines
 
 INSTANCE = '{"instance":{"content":"gs://b/a.jpg","mimeType":"image/jpeg"}}'
 FOUND = Classification((Label("red", 0.9), Label("green", 0.07)))
 BOXES = Detections((Detection("star", 0.97, (0.1, 0.2, 0.5, 0.6)), Detection("circle", 0.6, (0.0, 0.0, 0.3, 0.4))))
 
 
-class _AsId:
-    """Lines that are the input's id: what the layout does with them, whatever they say."""
-
-    def result_line(self, input_id, prediction):
-        return input_id
-
-    def error_line(self, input_id, status):
-        return input_id
-
-    def failure_message(self, input_id, status):
-        return input_id
-
-
-AS_ID = _AsId()
+AS_ID = IdLines()
 
 
 def problem(name: str):

@@ -9,10 +9,8 @@ in AVI (B-frames, which AVI cannot time) and H.264 in MPEG-TS (seeks that land l
 from __future__ import annotations
 
 import functools
-import importlib.util
 import io
 import math
-import sys
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,6 +20,7 @@ import av
 import fsspec
 import numpy as np
 import pytest
+import videos  # scripts/videos.py, on sys.path through tests/conftest.py
 from PIL import Image
 
 from batchline.errors import InvalidArgument
@@ -40,20 +39,6 @@ from batchline.problems.video.frames import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_videos():
-    """scripts/videos.py, imported by its path."""
-    path = REPO / "scripts" / "videos.py"
-    loaded = sys.modules.get("videos")
-    if loaded is not None and Path(loaded.__file__).resolve() == path:
-        return loaded
-    spec = importlib.util.spec_from_file_location("videos", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["videos"] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-videos = _load_videos()
 Spec = videos.VideoSpec
 SMALL = {"width": 320, "height": 240, "objects": (1, 3)}  # 2 shared cores
 MADE = {  # written by scripts/videos.py

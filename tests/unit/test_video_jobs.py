@@ -7,7 +7,6 @@ import base64
 import csv
 import io
 import json
-import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -18,37 +17,40 @@ import pytest
 import videos  # scripts/videos.py, on sys.path through tests/conftest.py
 from fastapi.testclient import TestClient
 
-from batchline.api.app import create_app, create_vertex_app
 from batchline.config import Settings
 from batchline.models.repository import ModelRepository
-from batchline.services import Services, build_services
-from tests.support import BASE, assert_error, image_bytes, output_folder, read_jsonl, wait_done
+from tests.support import (
+    BASE,
+    assert_error,
+    both_surfaces,
+    image_bytes,
+    output_folder,
+    read_jsonl,
+    wait_done,
+    wait_vertex_job,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "examples" / "models"
 
 
 @pytest.fixture
-def services(data_dir: Path) -> Iterator[Services]:
+def apps(data_dir: Path) -> Iterator[tuple[TestClient, TestClient]]:
     repository = ModelRepository(data_dir / "models")
     for name in ("shapes-tracker", "shapes-video-classifier"):
         repository.import_folder(MODELS / name)
-    built = build_services(Settings(data_dir=data_dir, examples_dir=data_dir / "no-examples", lease_seconds=2))
-    yield built
-    built.close()
+    with both_surfaces(Settings(data_dir=data_dir, examples_dir=data_dir / "no-examples", lease_seconds=2)) as both:
+        yield both
 
 
 @pytest.fixture
-def automl(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services.settings, services, own_services=False)) as client:
-        services.worker.start()
-        yield client
+def automl(apps: tuple[TestClient, TestClient]) -> TestClient:
+    return apps[0]
 
 
 @pytest.fixture
-def vertex(services: Services, automl: TestClient) -> Iterator[TestClient]:
-    with TestClient(create_vertex_app(services)) as client:
-        yield client
+def vertex(apps: tuple[TestClient, TestClient]) -> TestClient:
+    return apps[1]
 
 
 @pytest.fixture
@@ -144,7 +146,7 @@ def test_bad_vertex_instances_are_error_lines_and_the_job_succeeds(vertex: TestC
     }
     reply = vertex.post(f"{BASE}/batchPredictionJobs", json=body)
     assert reply.status_code == 200, reply.text
-    job = _wait_job(vertex, reply.json()["name"])
+    job = wait_vertex_job(vertex, reply.json()["name"])
     assert job["state"] == "JOB_STATE_SUCCEEDED", job
     assert job["completionStats"] == {"successfulCount": "2", "failedCount": "4", "incompleteCount": "0"}
     folder = bucket.parent.parent / "buckets" / job["outputInfo"]["gcsOutputDirectory"].removeprefix("gs://")
@@ -153,14 +155,6 @@ def test_bad_vertex_instances_are_error_lines_and_the_job_succeeds(vertex: TestC
     predictions = read_jsonl(folder, "predictions_*.jsonl")
     assert all(entry["type"] == "segment-classification" for line in predictions for entry in line["prediction"])
     assert predictions[0]["prediction"][0]["timeSegmentEnd"] == "3s"  # an inf end is the video's real end
-
-
-def _wait_job(vertex: TestClient, name: str) -> dict:
-    deadline = time.monotonic() + 300
-    while (job := vertex.get(f"/v1/{name}").json())["state"] not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
-    return job
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,7 @@ labels on classification videos."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import av  # PyAV decodes the generated videos
 import numpy as np
 import onnxruntime as ort
 import pytest
+import videos  # scripts/videos.py, on sys.path through tests/conftest.py
 from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -26,22 +25,6 @@ from batchline.problems.video.labels import CUT_FLOOR, MIN_SHOT_S, histogram_dis
 REPO = Path(__file__).resolve().parents[2]
 CLASSIFIER = REPO / "examples" / "models" / "shapes-classifier"
 RATE = 5.0  # frames sampled per second, as the manifests' default video.frame_rate
-
-
-def _load_videos():
-    """scripts/videos.py, imported by its path (as test_videos_script.py does)."""
-    path = REPO / "scripts" / "videos.py"
-    loaded = sys.modules.get("videos")
-    if loaded is not None and Path(loaded.__file__).resolve() == path:
-        return loaded
-    spec = importlib.util.spec_from_file_location("videos", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["videos"] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-videos = _load_videos()
 
 
 def _spec(kind: str, codec: str, seed: int, **changes):

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import av  # PyAV encodes and decodes the videos
 import numpy as np
 import pytest
+import videos  # scripts/videos.py, on sys.path through tests/conftest.py
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def _load_videos():
-    """scripts/videos.py, imported by its path."""
-    path = REPO / "scripts" / "videos.py"
-    loaded = sys.modules.get("videos")
-    if loaded is not None and Path(loaded.__file__).resolve() == path:
-        return loaded
-    spec = importlib.util.spec_from_file_location("videos", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["videos"] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-videos = _load_videos()
 
 CASES = {  # small: 2 shared cores
     "h264.mp4": videos.VideoSpec(width=320, height=240, fps=30, codec="h264", seconds=2.5, seed=3, objects=(3, 5)),
