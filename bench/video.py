@@ -479,7 +479,7 @@ def executor_chunk(manifest: Any, problem: Any, cores: int) -> int:
 
     shape, dtype = problem.preprocessor.layout
     row_bytes = math.prod(shape) * np.dtype(dtype).itemsize
-    return max(1, min(local._CHUNK, local._DECODED_BYTES // (2 * cores * row_bytes)))
+    return max(1, min(problem.preprocessor.items_per_task, local._DECODED_BYTES // (2 * cores * row_bytes)))
 
 
 # ---------------------------------------------------------------------------------------------------- the runs

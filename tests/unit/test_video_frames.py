@@ -269,6 +269,18 @@ def test_fills_in_pieces_give_what_one_fill_gives(video, clips, chunk):
     assert all(np.array_equal(a.histogram, b.histogram) for a, b in zip(pieces, whole, strict=True))
 
 
+def test_refs_of_two_segments_in_one_task_get_their_own_frames(video, clips):
+    """A task may hold the end of one input's segment and the start of another's on the same video."""
+    clip = clips["h264-24.mp4"]
+    refs = _plan(video, clip.path, rate=10).refs
+    late, early = list(refs[-6:]), list(refs[2:8])
+    with open(clip.path, "rb") as file:
+        rows, mixed = _fill(video, file, late + early, chunk=12)
+        _, alone = _fill(video, file, late, chunk=6)
+        _, first = _fill(video, file, early, chunk=6)
+    assert [f.time for f in mixed] == [f.time for f in alone + first]
+
+
 def test_a_seekable_file_that_is_not_local_works(video, clips):
     clip = clips["mpeg4-30.avi"]
     memory = fsspec.filesystem("memory")

@@ -54,6 +54,7 @@ class Preprocessor(ABC):
     max_bytes: ClassVar[int | None] = None  # the largest whole source it takes
     extensions: ClassVar[tuple[str, ...]] = ()  # of the URIs it takes, lower case; () = any
     noun: ClassVar[str] = "inputs"  # what its inputs are called in messages
+    items_per_task: ClassVar[int] = 16  # items a decoding task holds at most (fewer where memory says so)
 
     def __init__(self, manifest: Manifest):
         self.manifest = manifest

@@ -88,6 +88,9 @@ class VideoPreprocessor(Preprocessor):
     max_bytes = MAX_VIDEO_BYTES
     extensions = VIDEO_EXTENSIONS
     noun = "videos"
+    # A task seeks back to a keyframe and decodes forward from it (x264 puts one every 250 frames): 32 sampled
+    # frames a task gave 1.13x the frames/s end to end of 16 (4 videos of 60 s at 640x480, A/B), for ~80 MB more.
+    items_per_task = 32
 
     def __init__(self, manifest: Manifest):
         super().__init__(manifest)
@@ -131,7 +134,16 @@ class VideoPreprocessor(Preprocessor):
         return Plan(refs, facts)
 
     def fill(self, source: Source, refs: Sequence[Any], rows: Sequence[np.ndarray]) -> list[Any]:
-        times = [float(ref) for ref in refs]
+        """Refs in any order (one task may hold two segments of a video, or two inputs of the same video): filled in
+        time order, decoding forward from one seek, the facts returned in the refs' order."""
+        order = sorted(range(len(refs)), key=lambda i: float(refs[i]))
+        found = self._fill_in_order(source, [float(refs[i]) for i in order], [rows[i] for i in order])
+        facts: list[Any] = [None] * len(refs)
+        for position, fact in zip(order, found, strict=True):
+            facts[position] = fact
+        return facts
+
+    def _fill_in_order(self, source: Source, times: list[float], rows: Sequence[np.ndarray]) -> list[Any]:
         found: list[Any] = []
         if not times:
             return found
