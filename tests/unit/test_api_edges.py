@@ -24,23 +24,10 @@ from batchline.api.limits import MAX_PREDICT_BODY_BYTES
 from batchline.config import Settings
 from batchline.errors import PayloadTooLarge
 from batchline.problems.image.decode import MAX_IMAGE_BYTES
-from batchline.services import Services, build_services
+from batchline.services import Services
 from tests.support import BASE, assert_error, image_bytes, predict_body, submit, wait_done
 
 MODEL = f"{BASE[4:]}/models/colors"
-
-
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    built = build_services(settings)
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def vertex(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_vertex_app(services)) as client:
-        yield client
 
 
 def batch_body(uris: list[str] | None = None, params: dict | None = None, prefix: str = "gs://b/out") -> dict:

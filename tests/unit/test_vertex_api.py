@@ -11,27 +11,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from batchline.api.app import create_app, create_vertex_app
+from batchline.api.app import create_app
 from batchline.config import Settings
 from batchline.domain.jobs import JobKind, JobState, ShardRecord
-from batchline.services import Services, build_services
+from batchline.services import Services
 from tests.support import assert_error, submit
 
 BASE = "/v1/projects/p/locations/us-central1"
 MODEL = f"{BASE[4:]}/models/colors"
-
-
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    built = build_services(settings)
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def vertex(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_vertex_app(services)) as client:
-        yield client
 
 
 @pytest.fixture
